@@ -1,0 +1,176 @@
+"""Pydantic v2 models of the contract's objects, for the front doors.
+
+Fields use the seed's snake_case names (on disk) with camelCase aliases
+(on the wire); both are accepted on input. Validation mirrors
+:mod:`.validation` (which the codec uses on the pydantic-free listing
+path); ``tests/unit/test_models.py`` checks the two agree. Importing this
+module costs pydantic's import time, so the server does it off its
+start-up path.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from .store import new_record, now_ms
+from .validation import U64_MAX, check_str
+
+U64 = Annotated[int, Field(ge=0, le=U64_MAX, strict=True)]
+Text = Annotated[str, Field(strict=True), AfterValidator(lambda v: check_str(v, "string"))]
+SessionId = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"),
+]
+Cost = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Status = Literal["running", "interrupted"]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=False,
+    )
+
+    def to_wire(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class ToolResultEntry(WireModel):
+    tool_name: Text
+    call_id: Text
+    output_preview: Text
+    success: Annotated[bool, Field(strict=True)]
+
+
+class AppStateSnapshot(WireModel):
+    """The seed's ``AppStateSnapshot`` with its ``new`` defaults."""
+
+    session_id: SessionId
+    message_count: U64 = 0
+    last_tool_results: list[ToolResultEntry] = Field(default_factory=list)
+    snapshot_timestamp_ms: U64 = Field(default_factory=now_ms)
+    completed: Annotated[bool, Field(strict=True)] = False
+    project_dir: Text
+    cost_usd: Cost = 0.0
+
+    def to_record(self) -> dict:
+        """The snake_case dict the store writes (field order = the seed's)."""
+        return self.model_dump(mode="python", by_alias=False, include=set(type(self).record_fields()))
+
+    @staticmethod
+    def record_fields() -> tuple:
+        return tuple(new_record("x", "").keys())
+
+
+class Listing(AppStateSnapshot):
+    """A snapshot plus its liveness and absolute path."""
+
+    status: Literal["running", "interrupted", "completed"]
+    path: str
+
+
+class Skipped(WireModel):
+    file: str
+    reason: str
+
+
+# ----------------------------------------------------------- method params
+class SaveParams(AppStateSnapshot):
+    claim: Annotated[bool, Field(strict=True)] = True
+
+
+class SaveResult(WireModel):
+    session_id: str
+    path: str
+    snapshot_timestamp_ms: int
+
+
+class SessionParams(WireModel):
+    session_id: SessionId
+
+
+class ListIncompleteParams(WireModel):
+    project_dir: Optional[Text] = None
+    status: Optional[Status] = None
+    limit: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
+
+
+class ListIncompleteResult(WireModel):
+    sessions: list[Listing]
+    skipped: list[Skipped]
+
+
+class CleanupParams(WireModel):
+    max_age_ms: U64
+    dry_run: Annotated[bool, Field(strict=True)] = False
+    include_incomplete: Annotated[bool, Field(strict=True)] = True
+
+
+class CleanupResult(WireModel):
+    removed_count: int
+    session_ids: list[str]
+    dry_run: bool
+
+
+class RemoveResult(WireModel):
+    removed: bool
+
+
+class MarkCompletedResult(WireModel):
+    session_id: str
+    snapshot_timestamp_ms: int
+
+
+class RecordToolResultParams(WireModel):
+    session_id: SessionId
+    tool_name: Text
+    call_id: Text
+    output_preview: Text
+    success: Annotated[bool, Field(strict=True)]
+    max_entries: Optional[U64] = None
+
+
+class RecordToolResultResult(WireModel):
+    session_id: str
+    count: int
+
+
+# ------------------------------------------------------ server to client
+class WorkspaceFolder(WireModel):
+    uri: str
+    name: str
+
+
+class RecoverableSessions(WireModel):
+    workspace_folder: WorkspaceFolder
+    sessions: list[Listing]
+
+
+class RecoverSession(WireModel):
+    session: Listing
+
+
+WIRE_MODELS = {
+    "AppStateSnapshot": AppStateSnapshot,
+    "ToolResultEntry": ToolResultEntry,
+    "Listing": Listing,
+    "Skipped": Skipped,
+    "SaveParams": SaveParams,
+    "SaveResult": SaveResult,
+    "SessionParams": SessionParams,
+    "ListIncompleteParams": ListIncompleteParams,
+    "ListIncompleteResult": ListIncompleteResult,
+    "CleanupParams": CleanupParams,
+    "CleanupResult": CleanupResult,
+    "RemoveResult": RemoveResult,
+    "MarkCompletedResult": MarkCompletedResult,
+    "RecordToolResultParams": RecordToolResultParams,
+    "RecordToolResultResult": RecordToolResultResult,
+    "RecoverableSessions": RecoverableSessions,
+    "RecoverSession": RecoverSession,
+}
