@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from . import codec, locks
 from .errors import InvalidSnapshot, SessionNotFound, StorageError
-from .index import RACY_NS, load_index, write_index
+from .index import INDEX_NAME, RACY_NS, load_index, write_index
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX, normalize_project, session_id_from_name, within
 from .validation import MAX_ENCODED_BYTES, check_session_id, check_str, check_tool_result, check_u64
 
@@ -855,6 +855,8 @@ class SnapshotStore:
 def _is_temp(name: str) -> bool:
     """Our temporary names and the seed's ``*.json.tmp``."""
     if name.endswith(".json.tmp"):
+        return True
+    if name.startswith(INDEX_NAME) and name.endswith(".tmp"):
         return True
     return name.startswith(".") and name.endswith(".tmp") and SNAPSHOT_SUFFIX in name
 
