@@ -441,6 +441,8 @@ class SnapshotStore:
             if self._watcher is not None:
                 self._watcher.close()
             self._watcher = DirWatcher.create(self._dir)
+            if self._watcher is not None:
+                self._scanned = False  # events before the watch began are unknown
 
     def _normalize(self, project_dir: str) -> str:
         norm = self._norm_cache.get(project_dir)
