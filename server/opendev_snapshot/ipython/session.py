@@ -1,0 +1,165 @@
+"""This kernel's own session: id, per-cell tool results, durable saves.
+
+No IPython import here: the shell and the execution result are used by
+duck typing, so this logic is testable (and reusable) without a kernel.
+The magics in :mod:`.magics` only parse arguments and call into this.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+
+from ..core.errors import SessionNotFound
+from ..core.store import SnapshotStore, new_record, now_ms, record_tool_result
+from ..core.validation import SESSION_ID_MAX
+
+TOOL_NAME = "cell"
+DEFAULT_MAX_TOOL_RESULTS = 10
+DEFAULT_PREVIEW_CHARS = 500
+_INVALID = re.compile(r"[^A-Za-z0-9._-]")
+_process_id: tuple[int, str] | None = None
+
+
+def sanitize_session_id(text: str) -> str:
+    """Map any text onto the contract's charset: ``A-Za-z0-9._-``, <= 128, no leading '.'."""
+    clean = _INVALID.sub("_", text).lstrip(".")[:SESSION_ID_MAX]
+    return clean or "ipython"
+
+
+def process_session_id() -> str:
+    """A session id stable for this process (a terminal IPython has no kernel session)."""
+    global _process_id
+    pid = os.getpid()
+    if _process_id is None or _process_id[0] != pid:  # recomputed in a forked child
+        _process_id = (pid, f"ipython-{pid}-{time.time_ns() // 1_000_000}-{secrets.token_hex(3)}")
+    return _process_id[1]
+
+
+def kernel_session_id(shell: object) -> str:
+    """The session id of the kernel ``shell`` runs in.
+
+    In ipykernel this is the kernel's own message session (``kernel.session.session``,
+    a fresh uuid per kernel process, so a restarted kernel never overwrites the
+    snapshot of the one that died); in a terminal IPython, :func:`process_session_id`.
+    """
+    kernel = getattr(shell, "kernel", None)
+    raw = getattr(getattr(kernel, "session", None), "session", None)
+    if isinstance(raw, str) and raw.strip():
+        return sanitize_session_id(f"ipykernel-{raw.strip()}")
+    return process_session_id()
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return text[:limit]
+    return text[: limit - 1] + "\u2026"
+
+
+def _safe_repr(value: object, limit: int) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ must not break the snapshot
+        text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
+    return _cut(text, max(limit, 1))
+
+
+def describe_outcome(result: object, limit: int = DEFAULT_PREVIEW_CHARS) -> tuple[str, bool]:
+    """(outcome text, success) of an IPython ``ExecutionResult``-like object."""
+    error = getattr(result, "error_before_exec", None) or getattr(result, "error_in_exec", None)
+    if error is not None:
+        message = str(error).strip()
+        text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+        return "error: " + _cut(text, max(limit, 1)), False
+    value = getattr(result, "result", None)
+    if value is not None:
+        return "out: " + _safe_repr(value, limit), True
+    return "ok", True
+
+
+def cell_entry(execution_count: int, source: str, outcome: str, success: bool, preview_chars: int) -> dict:
+    """One tool result for one executed cell: ``cell`` / ``In[N]`` / source head + outcome."""
+    budget = max(preview_chars, 0)
+    source = (source or "").strip("\n").rstrip()
+    head = _cut(source, max(budget // 2, 1)) if source else ""
+    preview = f"{head}\n-> {outcome}" if head else f"-> {outcome}"
+    return {
+        "tool_name": TOOL_NAME,
+        "call_id": f"In[{execution_count}]",
+        "output_preview": preview[:budget],
+        "success": bool(success),
+    }
+
+
+class KernelSession:
+    """The snapshot of one kernel's session in one store.
+
+    Every write is durable and claims the session's liveness lock, so the
+    session reads ``running`` while this process lives and ``interrupted``
+    once it dies without :meth:`complete`.
+    """
+
+    def __init__(self, store: SnapshotStore, session_id: str, project_dir: str) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.project_dir = project_dir
+        self.record: dict | None = None
+
+    @property
+    def saved(self) -> bool:
+        return self.record is not None
+
+    @property
+    def held(self) -> bool:
+        return self.session_id in self.store.held_sessions()
+
+    def _fresh(self) -> dict:
+        if self.record is None:
+            self.record = new_record(self.session_id, self.project_dir)
+        return self.record
+
+    def save(self, message_count: int | None = None) -> dict:
+        """Write the session now (durably, holding its lock); returns the store's result."""
+        record = self._fresh()
+        if message_count is not None:
+            record["message_count"] = max(int(message_count), 0)
+        record["completed"] = False
+        record["snapshot_timestamp_ms"] = now_ms()
+        return self.store.save(record, claim=True)
+
+    def record_cell(
+        self,
+        execution_count: int,
+        source: str,
+        outcome: str,
+        success: bool,
+        *,
+        max_entries: int = DEFAULT_MAX_TOOL_RESULTS,
+        preview_chars: int = DEFAULT_PREVIEW_CHARS,
+    ) -> dict:
+        """Append the cell's tool result (oldest dropped past ``max_entries``) and save."""
+        record = self._fresh()
+        entry = cell_entry(execution_count, source, outcome, success, preview_chars)
+        record_tool_result(record, entry, max(int(max_entries), 0))
+        return self.save(execution_count)
+
+    def complete(self) -> dict:
+        """Mark the session completed (deletes its lock file, releasing the lock)."""
+        if self.record is None:
+            raise SessionNotFound(self.session_id)
+        result = self.store.mark_completed(self.session_id)
+        self.record["completed"] = True
+        self.record["snapshot_timestamp_ms"] = result["snapshot_timestamp_ms"]
+        return result
+
+    def release(self) -> bool:
+        """Stop holding the lock, keep the lock file: the session reads ``interrupted``."""
+        return self.store.release(self.session_id)
+
+    def forget(self) -> None:
+        """After a discard: the next save starts a fresh record."""
+        self.record = None
