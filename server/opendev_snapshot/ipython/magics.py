@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 from traitlets import Bool, Int, TraitError, Unicode, validate
 
 from ..core import INTERRUPTED, SessionNotFound, SnapshotError, SnapshotStore
@@ -189,9 +190,11 @@ class OpendevMagics(Magics):
     def post_run_cell(self, result) -> None:
         """One durable snapshot per executed cell (the hook ``autosave on`` installs)."""
         count = getattr(result, "execution_count", None)
-        if count is None or count <= self._armed_at or self._session is None:
-            return  # silent or unstored runs, and the cell that turned autosave on
         info = getattr(result, "info", None)
+        if getattr(info, "silent", False) or not getattr(info, "store_history", True):
+            return  # not a cell of the notebook's history (In[N] would name the next one)
+        if count is None or count <= self._armed_at or self._session is None:
+            return  # the cell that turned autosave on
         source = getattr(info, "raw_cell", "") or ""
         outcome, success = describe_outcome(result, self.preview_chars)
         try:
@@ -232,7 +235,8 @@ class OpendevMagics(Magics):
         A clean kernel shutdown marks this kernel's session completed; a killed
         kernel leaves it interrupted, shown by the next %load_ext opendev_snapshot.
         """
-        args = parse_argstring(self.opendev, line)
+        # intermixed: options may come before or after the subcommand's arguments
+        args = self.opendev.parser.parse_intermixed_args(arg_split(line, strict=True))
         command = args.command
         if command is None:
             raise UsageError("missing subcommand: use one of " + ", ".join(SUBCOMMANDS) + " (see %opendev?)")
