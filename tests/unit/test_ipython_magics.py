@@ -212,6 +212,25 @@ def test_show(shell, env, loaded):
     assert "<pre>cell 0</pre>" in bundle["text/html"]
 
 
+def test_show_id_starting_with_a_dash_and_project_with_spaces(shell, env, loaded):
+    spaced = env["proj"] / "my project"
+    spaced.mkdir()
+    seed(env, "-dash", spaced)
+    assert shell.run_line_magic("opendev", "show -- -dash").record["session_id"] == "-dash"
+    table = shell.run_line_magic("opendev", f"list --project '{spaced}'")
+    assert [s["session_id"] for s in table.sessions] == ["-dash"]
+
+
+def test_stale_after_ms_setting(shell, env, loaded):
+    store = SnapshotStore(env["snap"])
+    record = new_record("lockless", str(env["proj"]))  # like the Rust agent: no lock file
+    record["snapshot_timestamp_ms"] -= 60_000
+    store.save(record)
+    assert shell.run_line_magic("opendev", "list").sessions[0]["status"] == "running"
+    shell.run_line_magic("config", "OpendevMagics.stale_after_ms = 30000")
+    assert shell.run_line_magic("opendev", "list").sessions[0]["status"] == "interrupted"
+
+
 def test_show_running_names_the_holder(shell, env, loaded):
     holder = seed(env, "alive", env["proj"], state="running")
     try:
@@ -470,11 +489,12 @@ def test_cleanup(shell, env, loaded):
         ("cleanup --all --max-age 7d", "--all does not apply"),
         ("list --bogus", "unrecognized arguments: --bogus"),
         ("discard --dry-run x", "--dry-run does not apply"),
+        ("list --project 'unclosed", "No closing quotation"),
     ],
     ids=[
         "no-subcommand", "unknown", "option-elsewhere", "show-no-id", "show-two-ids", "save-arg",
         "autosave-missing", "autosave-bad", "cleanup-no-age", "cleanup-bad-age", "cleanup-all",
-        "unknown-option", "discard-dry-run",
+        "unknown-option", "discard-dry-run", "unbalanced-quote",
     ],
 )
 def test_usage_errors(shell, loaded, line, message):

@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.utils.process import arg_split
-from traitlets import Bool, Int, TraitError, Unicode, validate
+from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
 from ..core import INTERRUPTED, SessionNotFound, SnapshotError, SnapshotStore
 from ..core.durations import parse_duration
@@ -91,6 +91,11 @@ class OpendevMagics(Magics):
             self._store = None
             self._session = None
         return proposal["value"]
+
+    @observe("stale_after_ms")
+    def _stale_changed(self, change):
+        if self._store is not None:
+            self._store.stale_after_ms = change["new"]
 
     @property
     def store(self) -> SnapshotStore:
@@ -236,7 +241,11 @@ class OpendevMagics(Magics):
         kernel leaves it interrupted, shown by the next %load_ext opendev_snapshot.
         """
         # intermixed: options may come before or after the subcommand's arguments
-        args = self.opendev.parser.parse_intermixed_args(arg_split(line, strict=True))
+        try:
+            argv = arg_split(line, posix=True, strict=True)
+        except ValueError as exc:  # e.g. an unbalanced quote
+            raise UsageError(f"cannot parse {line!r}: {exc}") from exc
+        args = self.opendev.parser.parse_intermixed_args(argv)
         command = args.command
         if command is None:
             raise UsageError("missing subcommand: use one of " + ", ".join(SUBCOMMANDS) + " (see %opendev?)")
