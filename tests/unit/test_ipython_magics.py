@@ -340,6 +340,17 @@ def test_autosave_off_unhooks_and_releases(shell, env, loaded):
     assert "already off" in cap.stdout
 
 
+def test_autosave_off_after_a_manual_save_releases(shell, env, loaded):
+    shell.run_line_magic("opendev", "save")
+    sid = loaded.session.session_id
+    other = reader(env)
+    assert other.status_of(other.load(sid)) == "running"
+    with capture_output() as cap:
+        shell.run_line_magic("opendev", "autosave off")
+    assert "released" in cap.stdout
+    assert other.status_of(other.load(sid)) == "interrupted"
+
+
 def test_autosave_on_twice_hooks_once(shell, env, loaded):
     shell.run_line_magic("opendev", "autosave on")
     with capture_output() as cap:

@@ -123,7 +123,7 @@ class OpendevMagics(Magics):
         if self.autosave:
             try:
                 with usage_errors():
-                    self.enable_autosave(quiet=True)
+                    self.enable_autosave()
             except UsageError as exc:
                 print(f"opendev: autosave not turned on: {exc}", file=sys.stderr)
         try:
@@ -174,7 +174,8 @@ class OpendevMagics(Magics):
         self._session = None
 
     # --------------------------------------------------------------- autosave
-    def enable_autosave(self, quiet: bool = False) -> str:
+    def enable_autosave(self) -> str:
+        """Save now, hold the lock, and hook ``post_run_cell``; returns the snapshot path."""
         session = self.session
         result = session.save(self._message_count())
         self._armed_at = self._message_count()  # this cell itself is not recorded
@@ -294,11 +295,11 @@ class OpendevMagics(Magics):
             state = "already on" if was else "on"
             print(f"opendev: autosave {state} for session {session.session_id} (project {session.project_dir}; {path})")
             return
-        if not self._hooked:
+        if not self._hooked and not session.held:
             print("opendev: autosave is already off")
             return
         self._unhook()
-        session.release()
+        session.release()  # also after a bare %opendev save
         print(f"opendev: autosave off; session {session.session_id} released (it now reads interrupted)")
 
     def _cmd_complete(self, args):
