@@ -1,0 +1,5 @@
+"""The JSON-RPC server (``opendev-snapshot serve``): pygls over the core.
+
+Importing this package is free: :mod:`.app` imports pygls when the server
+actually starts, after the start-up pre-scan is on its way.
+"""

@@ -1,0 +1,205 @@
+"""Composition root and entry point of ``opendev-snapshot serve``.
+
+``run(args)`` (``args.dir``, ``tcp``, ``host``, ``port``, ``log_file``,
+``verbose``) configures logging (stderr or ``--log-file``; never stdout),
+forks the start-up pre-scan, imports pygls, wires the features (one module
+each; a feature that fails to register is logged and the rest carry on),
+serves stdio or TCP, and returns the exit code: 0 after ``shutdown`` +
+``exit``, 1 for ``exit`` alone, end of input without ``shutdown``, or the
+editor's process dying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import sys
+
+log = logging.getLogger("opendev_snapshot.server")
+
+FEATURES = ("methods", "recovery", "commands", "lifecycle")
+
+
+def configure_logging(log_file: str | None, verbose: bool) -> None:
+    root = logging.getLogger()
+    level = logging.DEBUG if verbose else logging.WARNING
+    if not any(getattr(h, "_opendev_server", False) for h in root.handlers):
+        if log_file:
+            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._opendev_server = True  # type: ignore[attr-defined]
+        # Only our handler: nothing may reach stdout, the protocol stream.
+        for old in list(root.handlers):
+            if getattr(old, "stream", None) is sys.stdout:
+                root.removeHandler(old)
+        root.addHandler(handler)
+    root.setLevel(level)
+    if not verbose:
+        logging.getLogger("pygls").setLevel(logging.WARNING)
+
+
+def create_server(ctx, features=FEATURES):
+    """Build the pygls server and register each feature module on it."""
+    from lsprotocol import types
+    from pygls.lsp.server import LanguageServer
+
+    from .. import __version__
+    from .rpc import SnapshotProtocol, converter_factory
+
+    server = LanguageServer(
+        "opendev-snapshot",
+        __version__,
+        text_document_sync_kind=types.TextDocumentSyncKind.None_,
+        protocol_cls=SnapshotProtocol,
+        converter_factory=converter_factory,
+    )
+    for name in features:
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+            module.register(server, ctx)
+        except Exception:
+            log.exception("feature %s failed to register; carrying on without it", name)
+    return server
+
+
+def _take_stdio() -> tuple[int, int]:
+    """Private copies of stdin/stdout for the protocol; fd 1 then points at stderr.
+
+    A stray ``print`` (ours or a library's) can no longer corrupt the
+    protocol stream, and child processes cannot read our input.
+    """
+    in_fd = os.dup(0)
+    out_fd = os.dup(1)
+    os.dup2(2, 1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+    return in_fd, out_fd
+
+
+def run(args) -> int:
+    configure_logging(getattr(args, "log_file", None), bool(getattr(args, "verbose", False)))
+    cli_dir = getattr(args, "dir", None)
+
+    # Fork the pre-scan before pygls is imported (see prescan.py).
+    from .context import ServerContext
+    from .prescan import Prescan
+
+    ctx = ServerContext(cli_dir=cli_dir)
+    try:
+        ctx.prescan = Prescan.start(ctx.snapshot_dir())
+    except Exception:  # ConfigError is reported at initialize / first request
+        ctx.prescan = None
+
+    tcp = bool(getattr(args, "tcp", False))
+    if not tcp:
+        in_fd, out_fd = _take_stdio()
+    try:
+        server = create_server(ctx)
+        if tcp:
+            coro = serve_tcp(server, ctx, getattr(args, "host", "127.0.0.1"), int(getattr(args, "port", 2087)))
+        else:
+            coro = serve_stdio(server, ctx, in_fd, out_fd)
+        try:
+            return asyncio.run(coro)
+        except KeyboardInterrupt:
+            return 1
+    finally:
+        ctx.stopping = True
+        if ctx.prescan is not None:
+            ctx.prescan.close()
+        ctx.close_store()
+
+
+def _exit_code(protocol) -> int:
+    if protocol.exit_code is not None:
+        return protocol.exit_code
+    return 0 if protocol._shutdown else 1
+
+
+async def _run_until_stopped(server, ctx, main_coro) -> int:
+    stop = asyncio.Event()
+    protocol = server.protocol
+
+    def on_exit(code: int) -> None:
+        ctx.stopping = True
+        if ctx.recovery is not None:
+            ctx.recovery.stop()
+        ctx.release_locks()
+        stop.set()
+
+    protocol.on_exit = on_exit
+    ctx.request_stop = stop.set
+    main = asyncio.ensure_future(main_coro(stop))
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({main, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (main, waiter):
+            task.cancel()
+        ctx.stopping = True
+        if ctx.recovery is not None:
+            ctx.recovery.stop()
+    if main.done() and not main.cancelled() and main.exception() is not None:
+        log.error("transport failed", exc_info=main.exception())
+    return _exit_code(protocol)
+
+
+async def serve_stdio(server, ctx, in_fd: int, out_fd: int) -> int:
+    from .transport import Dispatcher, FdWriter, open_fd_reader, read_frames
+
+    protocol = server.protocol
+    writer = FdWriter(out_fd)
+    protocol.set_writer(writer)
+    reader, transport = await open_fd_reader(in_fd)
+
+    async def main(stop):
+        reason = await read_frames(reader, Dispatcher(protocol), stop)
+        log.info("input ended (%s)", reason)
+
+    try:
+        return await _run_until_stopped(server, ctx, main)
+    finally:
+        if transport is not None:
+            transport.close()
+        try:
+            os.set_blocking(in_fd, True)
+        except OSError:
+            pass
+        writer.close()
+
+
+async def serve_tcp(server, ctx, host: str, port: int) -> int:
+    from .transport import Dispatcher, StreamWriterAdapter, read_frames
+
+    protocol = server.protocol
+    connected = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if connected.is_set():  # one editor per server, as with stdio
+            writer.close()
+            return
+        connected.set()
+        protocol.set_writer(StreamWriterAdapter(writer))
+        try:
+            await read_frames(reader, Dispatcher(protocol), asyncio.Event())
+        finally:
+            writer.close()
+            finished.set()
+
+    tcp_server = await asyncio.start_server(on_connect, host, port)
+    addrs = ", ".join(str(sock.getsockname()[:2]) for sock in tcp_server.sockets)
+    log.warning("opendev-snapshot server listening on %s", addrs)
+    print(f"opendev-snapshot: listening on {addrs}", file=sys.stderr, flush=True)
+
+    async def main(stop):
+        async with tcp_server:
+            await finished.wait()
+
+    return await _run_until_stopped(server, ctx, main)
