@@ -388,26 +388,54 @@ def test_cleanup_rejects_bad_age(store):
 
 
 # ------------------------------------------------------------ caches & index
-def test_fresh_store_uses_index_but_sees_changes(snapshot_dir):
+def count_decodes(monkeypatch) -> list:
+    from opendev_snapshot.core import cache, codec
+
+    calls = []
+    real = codec.decode
+
+    def counting(data):
+        calls.append(1)
+        return real(data)
+
+    monkeypatch.setattr(cache.codec, "decode", counting)
+    return calls
+
+
+def test_fresh_store_uses_index_but_sees_changes(snapshot_dir, monkeypatch):
+    from opendev_snapshot.core import cache
+
+    monkeypatch.setattr(cache, "RACY_NS", 0)  # pretend the files are old
     s = SnapshotStore(snapshot_dir)
-    for i in range(5):
-        s.save(rec(f"s{i}", age_ms=HOUR + i))
-    # make entries non-racy so they go into the index
-    past = time.time() - 10
-    for p in snapshot_dir.glob("*_session_snapshot.json"):
-        os.utime(p, (past, past))
-    s2 = SnapshotStore(snapshot_dir)
-    s2._entries.clear()
-    assert len(s2.list().sessions) == 5
-    s2.flush_index()
+    for i in range(20):
+        s.save(rec(f"s{i}", "/p/one" if i < 3 else "/p/other", age_ms=HOUR + i))
+    assert len(s.list().sessions) == 20
+    s.flush_index()
     assert (snapshot_dir / INDEX_NAME).exists()
-    # an in-place rewrite (not via rename) must be seen by a fresh process
+    calls = count_decodes(monkeypatch)
+    assert ids(SnapshotStore(snapshot_dir).list(project_dir="/p/one")) == ["s0", "s1", "s2"]
+    assert len(calls) == 3  # only the listed files are read, not all 20
+    # an in-place rewrite (not via rename) in a later tick is seen by a fresh process
+    time.sleep(0.02)
     target = snapshot_dir / "s0_session_snapshot.json"
     data = target.read_bytes().replace(b'"completed": false', b'"completed": true ')
     with open(target, "r+b") as f:
         f.write(data)
-    s3 = SnapshotStore(snapshot_dir)
-    assert sorted(ids(s3.list())) == ["s1", "s2", "s3", "s4"]
+    assert ids(SnapshotStore(snapshot_dir).list(project_dir="/p/one")) == ["s1", "s2"]
+
+
+def test_racy_entries_stay_out_of_the_index(snapshot_dir, monkeypatch):
+    s = SnapshotStore(snapshot_dir)
+    s.save(rec("fresh", age_ms=HOUR))
+    s.list()
+    s.flush_index()
+    calls = count_decodes(monkeypatch)
+    # same-tick in-place rewrite of the same size: only ctime/mtime could tell, and they may not
+    target = snapshot_dir / "fresh_session_snapshot.json"
+    with open(target, "r+b") as f:
+        f.write(target.read_bytes().replace(b'"completed": false', b'"completed": true '))
+    assert SnapshotStore(snapshot_dir).list().sessions == []
+    assert len(calls) == 1
 
 
 def test_corrupt_index_is_ignored(snapshot_dir):

@@ -10,22 +10,20 @@ every stat field and still change the content.
 
 The file is ``.opendev-index-v1`` in the snapshot directory (it does not
 end in ``.json``, so the seed ignores it), written atomically, with a
-digest; one that is corrupt, foreign-owned or writable by others is ignored.
+length and checksum; one that is corrupt, foreign-owned or writable by others is ignored.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import marshal
 import os
-import secrets
+import zlib
 import stat
 
-log = logging.getLogger(__name__)
+from ._log import logger
 
 INDEX_NAME = ".opendev-index-v1"
-MAGIC = b"ODSIDX1\n"
+MAGIC = b"ODSIDX2\n"
 RACY_NS = 2_000_000_000
 _MAX_INDEX_BYTES = 256 * 1024 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -33,57 +31,58 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
-def load_index(directory: str) -> dict:
-    """name -> (key, session_id, completed, project_dir, ts); {} if unusable."""
+def _head(payload: bytes) -> bytes:
+    """Length and CRC-32 of the payload: catches truncation and corruption."""
+    return len(payload).to_bytes(8, "little") + zlib.crc32(payload).to_bytes(4, "little")
+
+
+def load_index(directory: str):
+    """``(names, keys, metas, groups)`` from the index, or None if unusable.
+
+    Columnar: names grouped by project, ``groups`` = (project, start, end).
+    """
     path = os.path.join(directory, INDEX_NAME)
     try:
         fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
     except OSError:
-        return {}
+        return None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_INDEX_BYTES:
-            return {}
+            return None
         if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
-            return {}
+            return None
         with os.fdopen(os.dup(fd), "rb") as handle:
             blob = handle.read()
     except OSError:
-        return {}
+        return None
     finally:
         os.close(fd)
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 32:
-        return {}
-    digest = blob[len(MAGIC) : len(MAGIC) + 32]
-    payload = blob[len(MAGIC) + 32 :]
-    if hashlib.blake2b(payload, digest_size=32).digest() != digest:
-        log.debug("index %s has a bad digest; ignored", path)
-        return {}
+    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 12:
+        return None
+    head = blob[len(MAGIC) : len(MAGIC) + 12]
+    payload = blob[len(MAGIC) + 12 :]
+    if head != _head(payload):
+        logger(__name__).debug("index %s is corrupt; ignored", path)
+        return None
     try:
-        rows = marshal.loads(payload)
-        out = {}
-        for name, ino, size, mtime, ctime, sid, completed, project, ts in rows:
-            out[name] = ((ino, size, mtime, ctime), sid, completed, project, ts)
-        return out
+        names, keys, metas, groups = marshal.loads(payload)
+        if not (len(names) == len(keys) == len(metas)):
+            return None
+        return names, keys, metas, groups
     except (ValueError, TypeError, EOFError):
-        return {}
+        return None
 
 
-def write_index(directory: str, entries: dict) -> bool:
-    """Write the index for the parsed, non-racy entries; False on failure."""
-    rows = []
-    for name, entry in entries.items():
-        if entry.error is not None or entry.key is None or entry.racy:
-            continue
-        ino, size, mtime, ctime = entry.key
-        rows.append((name, ino, size, mtime, ctime, entry.session_id, entry.completed, entry.project, entry.ts))
+def write_index(directory: str, rows: tuple) -> bool:
+    """Write ``(names, keys, metas, groups)`` atomically; False on failure."""
     try:
-        payload = marshal.dumps(rows, 4)
+        payload = marshal.dumps(tuple(tuple(column) for column in rows), 4)
     except ValueError:  # an unmarshallable value (should not happen): skip
         return False
-    blob = MAGIC + hashlib.blake2b(payload, digest_size=32).digest() + payload
+    blob = MAGIC + _head(payload) + payload
     path = os.path.join(directory, INDEX_NAME)
-    tmp = os.path.join(directory, f"{INDEX_NAME}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp = os.path.join(directory, f"{INDEX_NAME}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
         try:
@@ -95,7 +94,7 @@ def write_index(directory: str, entries: dict) -> bool:
         os.replace(tmp, path)
         return True
     except OSError as exc:
-        log.debug("cannot write index %s: %s", path, exc)
+        logger(__name__).debug("cannot write index %s: %s", path, exc)
         try:
             os.unlink(tmp)
         except OSError:

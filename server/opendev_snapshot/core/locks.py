@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import time
 
 try:  # POSIX
@@ -57,9 +56,16 @@ class HeldLock:
                 self.fd = -1
 
 
+def _hostname() -> str:
+    try:
+        return os.uname().nodename
+    except AttributeError:  # pragma: no cover - Windows
+        return os.environ.get("COMPUTERNAME", "unknown")
+
+
 def holder_line() -> str:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime())
-    return f"pid={os.getpid()} host={socket.gethostname()} started={started}\n"
+    return f"pid={os.getpid()} host={_hostname()} started={started}\n"
 
 
 def _try_lock(fd: int, shared: bool) -> bool:

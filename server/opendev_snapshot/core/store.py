@@ -7,23 +7,21 @@ the front doors.
 
 from __future__ import annotations
 
-import logging
 import os
-import secrets
 import stat
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from . import codec, locks
 from .errors import InvalidSnapshot, SessionNotFound, StorageError
-from .index import INDEX_NAME, RACY_NS, load_index, write_index
+from .cache import ListingCache, read_snapshot_file, stat_key
+from .index import INDEX_NAME, load_index, write_index
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX, normalize_project, session_id_from_name, within
-from .validation import MAX_ENCODED_BYTES, check_session_id, check_str, check_tool_result, check_u64
+from .validation import check_session_id, check_str, check_tool_result, check_u64
 
-log = logging.getLogger(__name__)
+from ._log import logger
 
 RUNNING = "running"
 INTERRUPTED = "interrupted"
@@ -68,64 +66,51 @@ def mark_completed(record: dict) -> None:
     record["snapshot_timestamp_ms"] = now_ms()
 
 
-@dataclass
 class Skipped:
-    file: str
-    reason: str
+    __slots__ = ("file", "reason")
+
+    def __init__(self, file: str, reason: str) -> None:
+        self.file = file
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Skipped) and (self.file, self.reason) == (other.file, other.reason)
+
+    def __repr__(self) -> str:
+        return f"Skipped(file={self.file!r}, reason={self.reason!r})"
 
     def to_dict(self) -> dict:
         return {"file": self.file, "reason": self.reason}
 
 
-@dataclass
 class ListResult:
-    sessions: list  # of listing dicts: record + status + path
-    skipped: list = field(default_factory=list)  # of Skipped
+    """``sessions``: listing dicts (record + status + path); ``skipped``: Skipped."""
+
+    __slots__ = ("sessions", "skipped")
+
+    def __init__(self, sessions: list, skipped: list | None = None) -> None:
+        self.sessions = sessions
+        self.skipped = skipped if skipped is not None else []
+
+    def __repr__(self) -> str:
+        return f"ListResult(sessions={self.sessions!r}, skipped={self.skipped!r})"
 
 
-@dataclass
 class CleanupResult:
-    removed_count: int
-    session_ids: list
-    dry_run: bool
-    temp_files_removed: int = 0
-    lock_files_removed: int = 0
+    __slots__ = ("removed_count", "session_ids", "dry_run", "temp_files_removed", "lock_files_removed")
 
+    def __init__(self, removed_count: int, session_ids: list, dry_run: bool, temp_files_removed: int = 0, lock_files_removed: int = 0) -> None:
+        self.removed_count = removed_count
+        self.session_ids = session_ids
+        self.dry_run = dry_run
+        self.temp_files_removed = temp_files_removed
+        self.lock_files_removed = lock_files_removed
 
-class _Entry:
-    """What the store knows about one ``*_session_snapshot.json`` name."""
-
-    __slots__ = ("key", "session_id", "completed", "project", "ts", "record", "error", "racy")
-
-    def __init__(self, key, session_id=None, completed=False, project="", ts=0, record=None, error=None, racy=False):
-        self.key = key
-        self.session_id = session_id
-        self.completed = completed
-        self.project = project
-        self.ts = ts
-        self.record = record
-        self.error = error
-        self.racy = racy
-
-
-def _key(st: os.stat_result) -> tuple:
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-def _kind_reason(mode: int) -> str | None:
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "symbolic link, not followed"
-    if stat.S_ISDIR(mode):
-        return "a directory, not a snapshot file"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe), not opened"
-    if stat.S_ISSOCK(mode):
-        return "a socket, not opened"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device, not opened"
-    return "not a regular file"
+    def __repr__(self) -> str:
+        return (
+            f"CleanupResult(removed_count={self.removed_count}, session_ids={self.session_ids!r}, dry_run={self.dry_run}, "
+            f"temp_files_removed={self.temp_files_removed}, lock_files_removed={self.lock_files_removed})"
+        )
 
 
 class SnapshotStore:
@@ -142,8 +127,7 @@ class SnapshotStore:
         self.directory = Path(directory)
         self._dir = os.fspath(self.directory)
         self.stale_after_ms = stale_after_ms
-        self._entries: dict[str, _Entry] = {}
-        self._skipped_kinds: dict[str, str] = {}
+        self._cache = ListingCache(self._dir)
         self._held: dict[str, locks.HeldLock] = {}
         self._mutex = threading.RLock()
         self._want_watch = watch
@@ -152,7 +136,6 @@ class SnapshotStore:
         self._use_index = use_index
         self._index_loaded = False
         self._index_written_at = 0.0
-        self._dirty_index = False
         self._norm_cache: dict[str, str] = {}
 
     # ------------------------------------------------------------------ paths
@@ -214,7 +197,7 @@ class SnapshotStore:
 
     def _atomic_write(self, path: str, data: bytes) -> None:
         name = os.path.basename(path)
-        tmp = os.path.join(self._dir, f".{name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(self._dir, f".{name}.{os.getpid()}-{os.urandom(6).hex()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
         except OSError as exc:
@@ -253,39 +236,8 @@ class SnapshotStore:
             os.close(dfd)
 
     # ------------------------------------------------------------------- read
-    def _read_file(self, path: str) -> tuple[bytes | None, tuple | None, str | None]:
-        """Read a snapshot file safely: (data, key, error reason)."""
-        try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-        except FileNotFoundError:
-            return None, None, None
-        except OSError as exc:
-            if os.path.islink(path):
-                return None, None, "symbolic link, not followed"
-            return None, None, f"unreadable: {exc.strerror or exc}"
-        try:
-            st = os.fstat(fd)
-            reason = _kind_reason(st.st_mode)
-            if reason:
-                return None, None, reason
-            if st.st_size > MAX_ENCODED_BYTES:
-                return None, _key(st), f"larger than 1 MiB ({st.st_size} bytes), not read"
-            chunks = []
-            remaining = MAX_ENCODED_BYTES + 1
-            while remaining > 0:
-                chunk = os.read(fd, min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                remaining -= len(chunk)
-            data = b"".join(chunks)
-            if len(data) > MAX_ENCODED_BYTES:
-                return None, _key(st), "larger than 1 MiB, not read"
-            return data, _key(os.fstat(fd)), None
-        except OSError as exc:
-            return None, None, f"unreadable: {exc.strerror or exc}"
-        finally:
-            os.close(fd)
+    def _read_file(self, path: str):
+        return read_snapshot_file(path)
 
     def load(self, session_id: str) -> dict | None:
         """The session's snapshot, or None when there is no file.
@@ -366,7 +318,7 @@ class SnapshotStore:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            log.warning("cannot remove lock file %s: %s", lock, exc)
+            logger(__name__).warning("cannot remove lock file %s: %s", lock, exc)
         finally:
             if held is not None:
                 held.release()
@@ -453,189 +405,78 @@ class SnapshotStore:
             self._norm_cache[project_dir] = norm
         return norm
 
-    def _parse(self, name: str, key: tuple | None, data: bytes | None, reason: str | None, scan_ns: int) -> _Entry:
-        if reason is not None:
-            return _Entry(key, error=reason)
-        try:
-            record = codec.decode(data or b"")
-        except InvalidSnapshot as exc:
-            return _Entry(key, error=str(exc))
-        racy = key is not None and key[3] >= scan_ns - RACY_NS
-        return _Entry(
-            key,
-            session_id=record["session_id"],
-            completed=record["completed"],
-            project=record["project_dir"],
-            ts=record["snapshot_timestamp_ms"],
-            record=record,
-            racy=racy,
-        )
-
-    def _refresh_name(self, name: str, scan_ns: int) -> int:
-        """Re-examine one snapshot-named entry; returns 1 if a file was parsed."""
-        path = os.path.join(self._dir, name)
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            self._entries.pop(name, None)
-            return 0
-        except OSError as exc:
-            self._entries[name] = _Entry(None, error=f"unreadable: {exc.strerror or exc}")
-            return 0
-        return self._refresh_stat(name, path, st, scan_ns)
-
-    def _refresh_stat(self, name: str, path: str, st: os.stat_result, scan_ns: int) -> int:
-        reason = _kind_reason(st.st_mode)
-        key = _key(st)
-        if reason is not None:
-            self._entries[name] = _Entry(key, error=reason)
-            return 0
-        if st.st_size > MAX_ENCODED_BYTES:
-            self._entries[name] = _Entry(key, error=f"larger than 1 MiB ({st.st_size} bytes), not read")
-            return 0
-        old = self._entries.get(name)
-        if old is not None and old.key == key and not old.racy:
-            return 0
-        data, key2, why = self._read_file(path)
-        if data is None and why is None:  # vanished meanwhile
-            self._entries.pop(name, None)
-            return 0
-        self._entries[name] = self._parse(name, key2 or key, data, why, scan_ns)
-        return 1
-
-    def _full_scan(self, progress: Callable[[int, int], None] | None = None) -> int:
-        scan_ns = time.time_ns()
-        if not self._index_loaded and self._use_index:
+    def _load_index_once(self) -> None:
+        if self._use_index and not self._index_loaded:
             self._index_loaded = True
-            for name, (key, sid, completed, project, ts) in load_index(self._dir).items():
-                self._entries[name] = _Entry(key, session_id=sid, completed=completed, project=project, ts=ts)
-        try:
-            with os.scandir(self._dir) as it:
-                names = [e.name for e in it if e.name.endswith(SNAPSHOT_SUFFIX)]
-        except FileNotFoundError:
-            self._entries.clear()
-            return 0
-        except NotADirectoryError as exc:
-            raise StorageError("snapshot directory is not a directory:", self._dir, exc) from exc
-        except OSError as exc:
-            raise StorageError("cannot list snapshot directory", self._dir, exc) from exc
-        present = set(names)
-        for gone in [n for n in self._entries if n not in present]:
-            del self._entries[gone]
-        parsed = 0
-        total = len(names)
-        dfd = None
-        try:
-            if os.stat in os.supports_dir_fd:
-                dfd = os.open(self._dir, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-        except OSError:
-            dfd = None
-        try:
-            for i, name in enumerate(names):
-                try:
-                    if dfd is not None:
-                        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                    else:
-                        st = os.lstat(os.path.join(self._dir, name))
-                except FileNotFoundError:
-                    self._entries.pop(name, None)
-                    continue
-                except OSError as exc:
-                    self._entries[name] = _Entry(None, error=f"unreadable: {exc.strerror or exc}")
-                    continue
-                parsed += self._refresh_stat(name, os.path.join(self._dir, name), st, scan_ns)
-                if progress is not None and (i & 255) == 0:
-                    progress(i, total)
-        finally:
-            if dfd is not None:
-                os.close(dfd)
-        if progress is not None:
-            progress(total, total)
-        if parsed:
-            self._dirty_index = True
-        return parsed
+            rows = load_index(self._dir)
+            if rows is not None:
+                self._cache.load_rows(*rows)
 
     def refresh(self, progress: Callable[[int, int], None] | None = None) -> set:
         """Bring the in-memory view up to date; returns the names that changed.
 
         With a live watcher only the names the kernel reported are looked
         at; otherwise every entry is ``lstat``-ed (files whose key is
-        unchanged and not racy are not re-read).
+        unchanged and not racy are not re-read). Lock file names are
+        reported too (a holder closing it, e.g. by dying).
         """
         with self._mutex:
             self._start_watch()
             watcher = self._watcher
-            changed: set = set()
+            cache = self._cache
             if watcher is not None and watcher.alive and self._scanned:
                 from .watch import OVERFLOW
 
                 names = watcher.drain()
-                if names is OVERFLOW:
-                    self._scanned = False
-                else:
+                if names is not OVERFLOW:
+                    # No racy re-reads here: the kernel reports in-place writes too.
                     scan_ns = time.time_ns()
-                    racy = [n for n, e in self._entries.items() if e.racy]
-                    for name in set(names) | set(racy):  # type: ignore[arg-type]
+                    changed = set()
+                    for name in names:  # type: ignore[union-attr]
                         if name.endswith(SNAPSHOT_SUFFIX):
-                            if self._refresh_name(name, scan_ns):
-                                self._dirty_index = True
+                            cache.examine(name, None, scan_ns)
+                            cache.dirty = True
                             changed.add(name)
                         elif name.endswith(LOCK_SUFFIX):
                             changed.add(name)
-            if watcher is None or not watcher.alive or not self._scanned:
-                if watcher is not None and not watcher.alive:
-                    self._watcher = None
-                    self._start_watch()
-                    watcher = self._watcher
-                if watcher is not None:
-                    watcher.drain()  # events before the scan are covered by it
-                before = {n: e.key for n, e in self._entries.items()}
-                self._full_scan(progress)
-                self._scanned = True
-                changed = {n for n, e in self._entries.items() if before.get(n) != e.key}
-                changed |= set(before) - set(self._entries)
+                    self._maybe_write_index()
+                    return changed
+                self._scanned = False
+            if watcher is not None and not watcher.alive:
+                self._watcher = None
+                self._start_watch()
+                watcher = self._watcher
+            if watcher is not None:
+                watcher.drain()  # whatever it queued so far, the scan below covers
+            self._load_index_once()
+            try:
+                changed, _parsed = cache.full_scan(time.time_ns(), progress)
+            except FileNotFoundError:
+                changed = set()
+            except NotADirectoryError as exc:
+                raise StorageError("snapshot directory is not a directory:", self._dir, exc) from exc
+            except OSError as exc:
+                raise StorageError("cannot list snapshot directory", self._dir, exc) from exc
+            self._scanned = watcher is not None and watcher.alive
             self._maybe_write_index()
             return changed
 
     def _maybe_write_index(self) -> None:
-        if not (self._use_index and self._dirty_index):
+        if not (self._use_index and self._cache.dirty):
             return
         now = time.monotonic()
         if self._index_written_at and now - self._index_written_at < INDEX_MIN_INTERVAL_S:
             return
-        if write_index(self._dir, self._entries):
-            self._index_written_at = now
-            self._dirty_index = False
+        self.flush_index()
+        self._index_written_at = now
 
     def flush_index(self) -> None:
         """Write the persistent index now if it is behind (e.g. on exit)."""
         with self._mutex:
-            if self._use_index and self._dirty_index and write_index(self._dir, self._entries):
-                self._dirty_index = False
-
-    def _full_record(self, name: str, entry: _Entry) -> dict | None:
-        if entry.record is not None:
-            return entry.record
-        path = os.path.join(self._dir, name)
-        data, key, why = self._read_file(path)
-        if data is None:
-            entry.error = why or "vanished while listing"
-            return None
-        try:
-            record = codec.decode(data)
-        except InvalidSnapshot as exc:
-            entry.error = str(exc)
-            return None
-        if key != entry.key:  # changed since indexed: take what is there now
-            entry.key = key
-            entry.completed = record["completed"]
-            entry.project = record["project_dir"]
-            entry.ts = record["snapshot_timestamp_ms"]
-            entry.session_id = record["session_id"]
-            self._dirty_index = True
-        if not record["completed"]:
-            entry.record = record
-        return record
+            cache = self._cache
+            if self._use_index and cache.dirty and os.path.isdir(self._dir):
+                if write_index(self._dir, cache.index_rows()):
+                    cache.dirty = False
 
     def list(
         self,
@@ -655,31 +496,37 @@ class SnapshotStore:
         if project_dir is not None:
             check_str(project_dir, "projectDir")
             project = normalize_project(project_dir)
+        want_completed = include_completed or status == COMPLETED
         with self._mutex:
             self.refresh(progress)
+            cache = self._cache
+            if project is None:
+                names = cache.meta.keys()
+            else:
+                names = [
+                    name
+                    for raw, group in cache.by_project.items()
+                    if within(self._normalize(raw), project)
+                    for name in group
+                ]
+            meta = cache.meta
             candidates = []
-            skipped = []
-            for name, entry in self._entries.items():
-                if entry.error is not None:
-                    skipped.append(Skipped(name, entry.error))
+            for name in names:
+                sid, completed, _project, ts = meta[name]
+                if completed and not want_completed:
                     continue
-                if entry.completed and not (include_completed or status == COMPLETED):
-                    continue
-                if project is not None and not within(self._normalize(entry.project), project):
-                    continue
-                candidates.append((entry.ts, entry.session_id or "", name, entry))
-            candidates.sort(key=lambda c: (-c[0], c[1]))
+                candidates.append((-ts, sid if isinstance(sid, str) else "", name))
+            candidates.sort()
             now = now_ms()
             sessions = []
-            for _ts, _sid, name, entry in candidates:
-                record = self._full_record(name, entry)
+            for _ts, _sid, name in candidates:
+                record = cache.full_record(name)
                 if record is None:
-                    skipped.append(Skipped(name, entry.error or "unreadable"))
-                    continue
+                    continue  # vanished or turned bad since it was indexed
                 if project is not None and not within(self._normalize(record["project_dir"]), project):
                     continue
                 state = self.status_of(record, now=now)
-                if state == COMPLETED and not (include_completed or status == COMPLETED):
+                if state == COMPLETED and not want_completed:
                     continue
                 if status is not None and state != status:
                     continue
@@ -690,7 +537,7 @@ class SnapshotStore:
                 if limit is not None and len(sessions) >= limit:
                     break
             sessions.sort(key=lambda r: (-r["snapshot_timestamp_ms"], r["session_id"]))
-            skipped.sort(key=lambda s: s.file)
+            skipped = [Skipped(name, reason) for name, reason in sorted(cache.errors.items())]
             self._maybe_write_index()
             return ListResult(sessions, skipped)
 
@@ -700,12 +547,12 @@ class SnapshotStore:
         now = now_ms()
         best = None
         with self._mutex:
-            for entry in self._entries.values():
-                if entry.error is not None or entry.completed:
+            for _sid, completed, raw, ts in self._cache.meta.values():
+                if completed:
                     continue
-                if project is not None and not within(self._normalize(entry.project), project):
+                if project is not None and not within(self._normalize(raw), project):
                     continue
-                deadline = min(entry.ts, now) + self.stale_after_ms
+                deadline = min(ts, now) + self.stale_after_ms
                 if deadline > now and (best is None or deadline < best):
                     best = deadline
         return best
@@ -763,7 +610,7 @@ class SnapshotStore:
                             os.unlink(path)
                             temps += 1
                         except OSError as exc:
-                            log.warning("cannot remove temporary file %s: %s", path, exc)
+                            logger(__name__).warning("cannot remove temporary file %s: %s", path, exc)
             if progress is not None:
                 progress(total, total)
             if removed and not dry_run:
@@ -825,7 +672,7 @@ class SnapshotStore:
     def _unlink_if_same(self, path: str, key: tuple | None) -> bool:
         try:
             st = os.lstat(path)
-            if _key(st) != key:
+            if stat_key(st) != key:
                 return False  # rewritten since we decided: leave it
             os.unlink(path)
             return True

@@ -9,12 +9,10 @@ inotify is missing, callers fall back to a full stat scan.
 
 from __future__ import annotations
 
-import logging
 import os
 import struct
 import sys
 
-log = logging.getLogger(__name__)
 
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
