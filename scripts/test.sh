@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with the test extra and run the whole test suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+if [ -f client-config/vscode/package-lock.json ] && command -v npm >/dev/null; then
+  (cd client-config/vscode && npm ci --silent --no-audit --no-fund && npm run --silent compile)
+fi
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "scripts/test.sh: pytest collected no tests; that is a broken suite, not a pass" >&2
+  exit 1
+fi
+exit "$rc"
