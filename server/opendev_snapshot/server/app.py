@@ -23,23 +23,19 @@ FEATURES = ("methods", "recovery", "commands", "lifecycle")
 
 
 def configure_logging(log_file: str | None, verbose: bool) -> None:
+    """stderr or ``--log-file``; never stdout. Keeps handlers the CLI set up."""
     root = logging.getLogger()
-    level = logging.DEBUG if verbose else logging.WARNING
-    if not any(getattr(h, "_opendev_server", False) for h in root.handlers):
+    for old in list(root.handlers):  # nothing may reach stdout, the protocol stream
+        if getattr(old, "stream", None) is sys.stdout:
+            root.removeHandler(old)
+    if not root.handlers:
         if log_file:
             handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
         else:
             handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._opendev_server = True  # type: ignore[attr-defined]
-        # Only our handler: nothing may reach stdout, the protocol stream.
-        for old in list(root.handlers):
-            if getattr(old, "stream", None) is sys.stdout:
-                root.removeHandler(old)
         root.addHandler(handler)
-    root.setLevel(level)
-    if not verbose:
-        logging.getLogger("pygls").setLevel(logging.WARNING)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def create_server(ctx, features=FEATURES):

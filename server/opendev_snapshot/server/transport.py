@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import threading
 
 from lsprotocol.types import ResponseError, ResponseErrorMessage
@@ -94,8 +95,12 @@ class Dispatcher:
         try:
             raw = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            log.warning("unparsable message: %s", exc)
-            self._reply_error(None, PARSE_ERROR, f"parse error: {exc}")
+            # Answer when we can tell which request it was. An ``id: null``
+            # reply would make some clients (pygls') drop the connection.
+            msg_id = _guess_id(body)
+            log.warning("unparsable message (id %r): %s", msg_id, exc)
+            if msg_id is not None:
+                self._reply_error(msg_id, PARSE_ERROR, f"parse error: {exc}")
             return
         if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0":
             msg_id = raw.get("id") if isinstance(raw, dict) else None
@@ -103,12 +108,14 @@ class Dispatcher:
                 message = "invalid request: batches are not supported"
             else:
                 message = 'invalid request: not a JSON-RPC 2.0 object ("jsonrpc": "2.0")'
-            self._reply_error(msg_id if _valid_id(msg_id) else None, INVALID_REQUEST, message)
+            log.warning("%s", message)
+            if _valid_id(msg_id):
+                self._reply_error(msg_id, INVALID_REQUEST, message)
             return
         method = raw.get("method")
         is_request = "id" in raw and method is not None
         if is_request and not _valid_id(raw["id"]):
-            self._reply_error(None, INVALID_REQUEST, "invalid request: id must be a string or a number")
+            log.warning("invalid request: id must be a string or a number: %r", raw["id"])
             return
         if method is not None and not isinstance(method, str):
             if is_request:
@@ -134,6 +141,19 @@ class Dispatcher:
                 log.warning("dropping malformed notification %r: %s", method, detail)
             return
         protocol.handle_message(message)
+
+
+_ID = re.compile(rb'"id"\s*:\s*(-?\d{1,18}(?![\d.eE])|"(?:[^"\\]|\\.){0,200}")')
+
+
+def _guess_id(body: bytes):
+    match = _ID.search(body)
+    if match is None:
+        return None
+    try:
+        return json.loads(match.group(1))
+    except ValueError:
+        return None
 
 
 def _valid_id(value) -> bool:

@@ -1,0 +1,234 @@
+"""Drive the real ``opendev-snapshot serve`` subprocess with pytest-lsp's client.
+
+The client keeps custom params and results as plain dicts (the server's
+own converter), records every ``opendev/*`` notification and every prompt,
+and answers prompts by a policy the test chooses. ``send_raw`` writes a
+hand-made frame (e.g. a request with no ``params`` key) and waits for its
+answer. Every wait has a timeout, so a server that never answers fails the
+test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+from lsprotocol import types
+from pytest_lsp import LanguageClient, client_capabilities
+from pytest_lsp.client import register_lsp_features
+
+from opendev_snapshot.server.rpc import converter_factory
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENTS = ("visual_studio_code", "neovim", "emacs")
+RECOVERABLE = "opendev/recoverableSessions"
+RECOVER = "opendev/recoverSession"
+TIMEOUT = 10.0
+
+
+def server_command(*extra: str) -> list:
+    """``python -m opendev_snapshot serve`` once the CLI dispatches it."""
+    cli = ROOT / "server" / "opendev_snapshot" / "cli.py"
+    if cli.exists() and "server.app" in cli.read_text():
+        return [sys.executable, "-m", "opendev_snapshot", *extra, "serve"]
+    return [sys.executable, "-m", "opendev_snapshot.server", *extra]
+
+
+def server_env(snapshot_dir, **extra) -> dict:
+    env = dict(os.environ)
+    env["OPENDEV_SNAPSHOT_DIR"] = str(snapshot_dir)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "server"), env.get("PYTHONPATH", "")])
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def file_uri(path) -> str:
+    return Path(path).resolve().as_uri()
+
+
+class Harness:
+    def __init__(self, client: LanguageClient) -> None:
+        self.client = client
+        self.notes: dict[str, list] = {RECOVERABLE: [], RECOVER: []}
+        self.prompts: list = []
+        self.answer: Callable[[types.ShowMessageRequestParams], Any] = lambda p: None
+        self._changed = asyncio.Condition()
+        self.result: types.InitializeResult | None = None
+
+    # ----------------------------------------------------------- recording
+    async def _record(self, method: str, params) -> None:
+        async with self._changed:
+            self.notes.setdefault(method, []).append(params)
+            self._changed.notify_all()
+
+    async def _prompt(self, params: types.ShowMessageRequestParams):
+        async with self._changed:
+            self.prompts.append(params)
+            self._changed.notify_all()
+        title = self.answer(params)
+        if asyncio.iscoroutine(title) or isinstance(title, asyncio.Future):
+            title = await title
+        return None if title is None else types.MessageActionItem(title=title)
+
+    async def wait_until(self, predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition"):
+        async def waiter():
+            async with self._changed:
+                while not (value := predicate()):
+                    await self._changed.wait()
+                return value
+
+        try:
+            return await asyncio.wait_for(waiter(), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+    async def wait_note(self, method: str = RECOVERABLE, count: int = 1, timeout: float = TIMEOUT) -> list:
+        await self.wait_until(lambda: len(self.notes.get(method, [])) >= count, timeout, f"{count} x {method}")
+        return self.notes[method]
+
+    async def wait_prompts(self, count: int, timeout: float = TIMEOUT) -> list:
+        await self.wait_until(lambda: len(self.prompts) >= count, timeout, f"{count} prompts")
+        return self.prompts
+
+    # ------------------------------------------------------------ requests
+    async def request(self, method: str, params: Any = None, timeout: float = TIMEOUT):
+        return await asyncio.wait_for(self.client.protocol.send_request_async(method, params), timeout)
+
+    async def command(self, name: str, *arguments, token=None, timeout: float = TIMEOUT):
+        params = types.ExecuteCommandParams(command=name, arguments=list(arguments), work_done_token=token)
+        return await asyncio.wait_for(self.client.workspace_execute_command_async(params), timeout)
+
+    def notify(self, method: str, params: Any = None) -> None:
+        self.client.protocol.notify(method, params)
+
+    async def send_raw(self, message: dict | bytes, timeout: float = TIMEOUT):
+        """Write one hand-made frame; for requests, wait for and return the answer.
+
+        Returns ``("result", value)`` or ``("error", ResponseError-like)``.
+        """
+        protocol = self.client.protocol
+        future: Future | None = None
+        if isinstance(message, dict) and "id" in message:
+            future = Future()
+            protocol._request_futures[message["id"]] = future
+        body = message if isinstance(message, bytes) else json.dumps(message).encode()
+        protocol.writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        if future is None:
+            return None
+        try:
+            value = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            raise AssertionError(f"no answer within {timeout}s to {message!r}") from None
+        except Exception as exc:  # JsonRpcException from an error response
+            return ("error", exc)
+        return ("result", value)
+
+    @property
+    def process(self):
+        return self.client._server
+
+    async def shutdown(self, timeout: float = TIMEOUT) -> int:
+        await asyncio.wait_for(self.client.shutdown_async(None), timeout)
+        self.client.exit(None)
+        return await asyncio.wait_for(self.process.wait(), timeout)
+
+
+def make_client() -> LanguageClient:
+    client = LanguageClient(converter_factory=converter_factory)
+    register_lsp_features(client)
+    return client
+
+
+def seed(snapshot_dir, session_id: str, project: str, *, age_ms: int = 600_000, lock: str | None = None, **fields) -> dict:
+    """Write a snapshot with the core store (in this process).
+
+    ``lock``: None (lock-less: status by age), ``"released"`` (a lock file
+    nobody holds: interrupted).
+    """
+    from opendev_snapshot.core import SnapshotStore, new_record
+
+    record = new_record(session_id, str(project))
+    record["snapshot_timestamp_ms"] = now_ms() - age_ms
+    record.update(fields)
+    with SnapshotStore(snapshot_dir, use_index=False) as store:
+        store.save(record)
+        if lock == "released":
+            assert store.claim(session_id)
+            store.release(session_id)
+    return record
+
+
+@contextlib.asynccontextmanager
+async def session(
+    snapshot_dir,
+    *,
+    client: str = "visual_studio_code",
+    folders: list | None = None,
+    root: str | Path | None = None,
+    init_options: Any = None,
+    answer: Callable | None = None,
+    process_id: int | None = None,
+    env: dict | None = None,
+    cmd: list | None = None,
+    initialize: bool = True,
+):
+    """A started, initialized server; shut down (with a timeout) afterwards."""
+    lsp = make_client()
+    harness = Harness(lsp)
+    if answer is not None:
+        harness.answer = answer
+
+    async def on_recoverable(ls, params):
+        await harness._record(RECOVERABLE, params)
+
+    async def on_recover(ls, params):
+        await harness._record(RECOVER, params)
+
+    async def on_prompt(ls, params):
+        return await harness._prompt(params)
+
+    lsp.feature(RECOVERABLE)(on_recoverable)
+    lsp.feature(RECOVER)(on_recover)
+    lsp.feature(types.WINDOW_SHOW_MESSAGE_REQUEST)(on_prompt)
+    await lsp.start_io(*(cmd or server_command()), env=env or server_env(snapshot_dir))
+    try:
+        if initialize:
+            workspace_folders = None
+            root_uri = None
+            if folders is not None:
+                workspace_folders = [
+                    types.WorkspaceFolder(uri=file_uri(f), name=Path(f).name) for f in folders
+                ]
+                root_uri = workspace_folders[0].uri if workspace_folders else None
+            if root is not None:
+                root_uri = file_uri(root)
+            params = types.InitializeParams(
+                capabilities=client_capabilities(client),
+                process_id=process_id if process_id is not None else os.getpid(),
+                root_uri=root_uri,
+                workspace_folders=workspace_folders,
+                initialization_options=init_options,
+            )
+            harness.result = await asyncio.wait_for(lsp.initialize_session(params), TIMEOUT)
+        yield harness
+    finally:
+        proc = lsp._server
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(lsp.shutdown_session(), 5)
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(lsp.stop(), 5)
