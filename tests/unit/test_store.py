@@ -408,7 +408,7 @@ def test_fresh_store_uses_index_but_sees_changes(snapshot_dir, monkeypatch):
     monkeypatch.setattr(cache, "RACY_NS", 0)  # pretend the files are old
     s = SnapshotStore(snapshot_dir)
     for i in range(20):
-        s.save(rec(f"s{i}", "/p/one" if i < 3 else "/p/other", age_ms=HOUR + i))
+        s.save(rec(f"s{i}", "/p/one" if i < 3 else "/p/other", age_ms=HOUR + i * 60_000))
     assert len(s.list().sessions) == 20
     s.flush_index()
     assert (snapshot_dir / INDEX_NAME).exists()
