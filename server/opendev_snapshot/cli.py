@@ -48,28 +48,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
     parser.add_argument("--log-file", metavar="FILE", help="write logs to FILE instead of stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # The global options work after the subcommand too (`list --dir X`);
+    # SUPPRESS keeps a subcommand's absent option from hiding the global one.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dir", metavar="PATH", default=argparse.SUPPRESS, help="snapshot directory")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging on stderr")
+    common.add_argument("--log-file", metavar="FILE", default=argparse.SUPPRESS, help="write logs to FILE")
 
-    p = sub.add_parser("list", help="list incomplete sessions (newest first)")
+    p = sub.add_parser("list", parents=[common], help="list incomplete sessions (newest first)")
     p.add_argument("--all", action="store_true", help="include completed sessions")
     p.add_argument("--project", metavar="DIR", help="only sessions of this project directory (or inside it)")
     p.add_argument("--status", choices=("running", "interrupted"), help="only sessions in this state")
     p.add_argument("--limit", type=int, metavar="N", help="at most N sessions")
     p.add_argument("--json", action="store_true", help="machine output: {sessions, skipped}")
 
-    p = sub.add_parser("show", help="show one session with its tool results")
+    p = sub.add_parser("show", parents=[common], help="show one session with its tool results")
     p.add_argument("session_id", metavar="ID")
     p.add_argument("--json", action="store_true", help="machine output: the Listing")
 
-    p = sub.add_parser("cleanup", help="remove snapshots older than an age")
+    p = sub.add_parser("cleanup", parents=[common], help="remove snapshots older than an age")
     p.add_argument("--max-age", required=True, type=_duration, metavar="DURATION", help="90s, 30m, 12h, 7d, ...")
     p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     p.add_argument("--keep-incomplete", action="store_true", help="remove only completed sessions")
     p.add_argument("--json", action="store_true", help="machine output")
 
-    p = sub.add_parser("remove", help="remove one session's snapshot")
+    p = sub.add_parser("remove", parents=[common], help="remove one session's snapshot")
     p.add_argument("session_id", metavar="ID")
 
-    p = sub.add_parser("serve", help="run the JSON-RPC server (stdio by default)")
+    p = sub.add_parser("serve", parents=[common], help="run the JSON-RPC server (stdio by default)")
     p.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
     p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")

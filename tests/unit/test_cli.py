@@ -71,9 +71,12 @@ def test_list_json_matches_server_shape(populated):
     assert data["skipped"][0]["reason"]
 
 
-def test_dir_flag_beats_environment(populated, tmp_path):
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_dir_flag_beats_environment(populated, tmp_path, where):
     d, _ = populated
-    out = cli("--dir", str(d), "list", "--json", env_dir=tmp_path / "empty")
+    args = ["--dir", str(d), "list", "--json"] if where == "before" else ["list", "--json", "--dir", str(d)]
+    out = cli(*args, env_dir=tmp_path / "empty")
+    assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)["sessions"]) == 2
 
 
