@@ -528,3 +528,15 @@ def test_no_home_is_a_clear_error(monkeypatch):
     with pytest.raises(ConfigError) as info:
         resolve_snapshot_dir(None, None, {})
     assert "OPENDEV_SNAPSHOT_DIR" in str(info.value)
+
+
+def test_cleanup_leaves_a_session_rewritten_meanwhile(snapshot_dir, monkeypatch):
+    s = SnapshotStore(snapshot_dir)
+    s.save(rec("dead", age_ms=48 * HOUR), claim=True)
+    s.release("dead")
+    real = s._unlink_if_same
+    monkeypatch.setattr(s, "_unlink_if_same", lambda path, key: real(path, ("changed",)))
+    assert s.cleanup(HOUR).session_ids == []
+    assert (snapshot_dir / "dead_session_snapshot.json").exists()
+    assert (snapshot_dir / "dead_session_snapshot.lock").exists()  # its lock file is not ours to drop
+    assert s.list().sessions[0]["status"] == INTERRUPTED

@@ -284,6 +284,8 @@ class SnapshotStore:
         """Append a tool result (preview cut), re-stamp, save; returns count."""
         clean = check_tool_result(entry, "entry")
         check_u64(max_entries, "max_entries")
+        if type(preview_chars) is not int or preview_chars < 0:
+            raise InvalidSnapshot("preview_chars", "must be a non-negative integer")
         clean["output_preview"] = clean["output_preview"][:preview_chars]
         with self._mutex:
             record = self._require(session_id)
@@ -652,21 +654,23 @@ class SnapshotStore:
             return record["session_id"]
         if sid in self._held:
             return None
+        had_lock_file = os.path.lexists(lock_path)
         try:  # hold the lock while removing, so nobody claims it half-way
             lock = locks.acquire(lock_path, attempts=1)
         except OSError:
             return None
         if lock is None:
             return None  # claimed meanwhile: running again
+        removed = False
         try:
-            if not self._unlink_if_same(path, key):
-                return None
-            return record["session_id"]
+            removed = self._unlink_if_same(path, key)
+            return record["session_id"] if removed else None
         finally:
-            try:
-                os.unlink(lock_path)
-            except OSError:
-                pass
+            if removed or not had_lock_file:
+                try:
+                    os.unlink(lock_path)
+                except OSError:
+                    pass
             lock.release()
 
     def _unlink_if_same(self, path: str, key: tuple | None) -> bool:
