@@ -82,16 +82,18 @@ class Harness:
         return None if title is None else types.MessageActionItem(title=title)
 
     async def wait_until(self, predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition"):
-        async def waiter():
+        """Wait for ``predicate()`` (woken by recorded messages, else polled)."""
+        deadline = time.monotonic() + timeout
+        while not (value := predicate()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
             async with self._changed:
-                while not (value := predicate()):
-                    await self._changed.wait()
-                return value
-
-        try:
-            return await asyncio.wait_for(waiter(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(0.02, remaining))
+                except asyncio.TimeoutError:
+                    pass
+        return value
 
     async def wait_note(self, method: str = RECOVERABLE, count: int = 1, timeout: float = TIMEOUT) -> list:
         await self.wait_until(lambda: len(self.notes.get(method, [])) >= count, timeout, f"{count} x {method}")
