@@ -208,7 +208,7 @@ async def test_prompt_later_or_dismissed_does_nothing(snapshot_dir, project, ans
 
 async def test_at_most_max_prompts_newest_first(snapshot_dir, project):
     for i in range(5):
-        seed(snapshot_dir, f"s{i}", project, age_ms=(i + 1) * 60_000)
+        seed(snapshot_dir, f"s{i}", project, age_ms=(i + 3) * 60_000)
     async with session(snapshot_dir, folders=[project], init_options={"maxPrompts": 2}, answer=answering("Later")) as h:
         await h.wait_prompts(2)
         await asyncio.sleep(0.5)
