@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -87,10 +88,9 @@ def make_scenario(tmp_path: Path) -> Scenario:
         for session_id, proj, age_ms, count, cost in rows:
             record = new_record(session_id, str(proj))
             record.update(snapshot_timestamp_ms=now - age_ms, message_count=count, cost_usd=cost)
-            s.files[session_id] = Path(store.save(record)["path"]) if isinstance(store.save(record), dict) else None
-    for session_id in s.files:
-        s.files[session_id] = snapshot_dir / f"{session_id}_session_snapshot.json"
-        assert s.files[session_id].exists()
+            store.save(record)
+            s.files[session_id] = snapshot_dir / f"{session_id}_session_snapshot.json"
+            assert s.files[session_id].exists()
     return s
 
 
@@ -101,13 +101,28 @@ def clean_env(**extra) -> dict:
     return env
 
 
-def run(cmd: list, *, env: dict, cwd: Path, timeout: float = EDITOR_TIMEOUT, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
-    """Run an editor under a hard timeout; the whole process group dies with it."""
+def run(cmd: list, *, env: dict, cwd: Path, timeout: float = EDITOR_TIMEOUT) -> subprocess.CompletedProcess:
+    """Run an editor under a hard timeout; on timeout its whole process group
+    (the editor and the server it started) is killed and the test fails."""
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        return subprocess.run(
-            cmd, env=env, cwd=cwd, stdin=stdin, capture_output=True, text=True, timeout=timeout, start_new_session=True
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout
-        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
         raise AssertionError(f"{cmd[0]} did not finish within {timeout}s\nstdout:\n{out}\nstderr:\n{err}") from None
+    finally:
+        try:  # nothing the editor started outlives the test
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
