@@ -234,3 +234,73 @@ async def session(
                 proc.kill()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(lsp.stop(), 5)
+
+
+class RawClient:
+    """Plain JSON-RPC over a subprocess' pipes (for exit codes and transport tests)."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+        self._next = 0
+
+    @classmethod
+    async def start(cls, snapshot_dir, *args, env=None, cmd=None, **kwargs) -> "RawClient":
+        proc = await asyncio.create_subprocess_exec(
+            *(cmd or server_command()),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env or server_env(snapshot_dir),
+            **kwargs,
+        )
+        return cls(proc)
+
+    def send(self, message: dict) -> None:
+        body = json.dumps(message).encode()
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict:
+        async def read():
+            head = await self.proc.stdout.readuntil(b"\r\n\r\n")
+            length = None
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            assert length is not None, head
+            return json.loads(await self.proc.stdout.readexactly(length))
+
+        return await asyncio.wait_for(read(), timeout)
+
+    async def request(self, method: str, params=None, timeout: float = TIMEOUT) -> dict:
+        self._next += 1
+        msg_id = self._next
+        message = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        while True:
+            reply = await self.recv(timeout)
+            if reply.get("id") == msg_id and "method" not in reply:
+                return reply
+
+    def notify(self, method: str, params=None) -> None:
+        message = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+
+    async def initialize(self, process_id=None, root=None, options=None) -> dict:
+        params = {"processId": process_id, "capabilities": {}, "rootUri": file_uri(root) if root else None}
+        if options is not None:
+            params["initializationOptions"] = options
+        reply = await self.request("initialize", params)
+        self.notify("initialized", {})
+        return reply
+
+    async def wait(self, timeout: float = TIMEOUT) -> int:
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()

@@ -1,0 +1,202 @@
+"""End to end: exit codes, end of input, the editor's process dying, TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from server_harness import RawClient, seed, server_command, server_env, session
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def project(tmp_path):
+    p = tmp_path / "project"
+    p.mkdir()
+    return p
+
+
+async def test_shutdown_then_exit_is_0(snapshot_dir, project):
+    async with session(snapshot_dir, folders=[project], init_options={"prompt": False}) as h:
+        assert await h.shutdown() == 0
+
+
+async def test_exit_without_shutdown_is_1(snapshot_dir, project):
+    """pygls 2.1.1 exits 0 here whatever happened."""
+    c = await RawClient.start(snapshot_dir)
+    try:
+        await c.initialize(os.getpid(), project, {"prompt": False})
+        c.notify("exit")
+        assert await c.wait(10) == 1
+    finally:
+        c.kill()
+
+
+async def test_exit_releases_claimed_locks(snapshot_dir, project):
+    c = await RawClient.start(snapshot_dir)
+    try:
+        await c.initialize(os.getpid(), project, {"prompt": False})
+        reply = await c.request("opendev/snapshot.save", {"sessionId": "mine", "projectDir": str(project)})
+        assert "result" in reply
+        from opendev_snapshot.core import SnapshotStore
+
+        with SnapshotStore(snapshot_dir) as s:
+            assert s.list().sessions[0]["status"] == "running"
+        c.notify("exit")
+        assert await c.wait(10) == 1
+        with SnapshotStore(snapshot_dir) as s:
+            [listing] = s.list().sessions
+            assert listing["status"] == "interrupted" and listing["completed"] is False
+    finally:
+        c.kill()
+
+
+@pytest.mark.parametrize("after_shutdown", [False, True], ids=["eof", "shutdown-then-eof"])
+async def test_end_of_input_exits(snapshot_dir, project, after_shutdown):
+    c = await RawClient.start(snapshot_dir)
+    try:
+        await c.initialize(os.getpid(), project, {"prompt": False})
+        if after_shutdown:
+            assert (await c.request("shutdown"))["result"] is None
+        c.proc.stdin.close()
+        assert await c.wait(10) == (0 if after_shutdown else 1)
+    finally:
+        c.kill()
+
+
+async def test_exits_when_process_id_dies(snapshot_dir, project):
+    """The editor is gone but our stdin stays open: processId decides."""
+    editor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    c = await RawClient.start(snapshot_dir)
+    try:
+        await c.initialize(editor.pid, project, {"prompt": False})
+        await asyncio.sleep(0.3)
+        assert c.proc.returncode is None
+        editor.kill()
+        editor.wait()
+        t0 = time.monotonic()
+        assert await c.wait(5) == 1
+        assert time.monotonic() - t0 < 3.5
+    finally:
+        editor.kill()
+        c.kill()
+
+
+async def test_exits_when_short_lived_parent_is_killed(snapshot_dir, project, tmp_path):
+    """A parent that spawned us dies (and is reaped by its own parent)."""
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    launcher = (
+        "import subprocess, sys, os, time\n"
+        "p = subprocess.Popen(sys.argv[1:], stdin=int(os.environ['IN_FD']), stdout=int(os.environ['OUT_FD']),"
+        " pass_fds=(int(os.environ['IN_FD']), int(os.environ['OUT_FD'])))\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = server_env(snapshot_dir, IN_FD=r_in, OUT_FD=w_out)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", launcher, *server_command()], env=env, stdout=subprocess.PIPE, text=True, pass_fds=(r_in, w_out)
+    )
+    os.close(r_in)
+    os.close(w_out)
+    server_pid = int(parent.stdout.readline())
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(r_out, "rb", 0))
+    body = (
+        b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"processId":%d,"capabilities":{},'
+        b'"initializationOptions":{"prompt":false}}}' % parent.pid
+    )
+    os.write(w_in, b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert b"Content-Length" in head
+    try:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                break
+            # reap it if it became our child (it is not: it was re-parented to init)
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the server outlived its parent")
+    finally:
+        os.close(w_in)
+        try:
+            os.kill(server_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+async def test_nothing_but_frames_on_stdout_even_when_verbose(snapshot_dir, project):
+    seed(snapshot_dir, "x", project)
+    c = await RawClient.start(snapshot_dir, env=server_env(snapshot_dir), cmd=server_command("-v"), stderr=asyncio.subprocess.DEVNULL)
+    try:
+        await c.initialize(os.getpid(), project, {"prompt": False})
+        note = await c.recv()
+        assert note["method"] == "opendev/recoverableSessions"
+        assert (await c.request("shutdown"))["result"] is None
+        c.notify("exit")
+        assert await c.wait() == 0
+        rest = await c.proc.stdout.read()
+        assert rest == b""
+    finally:
+        c.kill()
+
+
+async def test_tcp_transport(snapshot_dir, project):
+    seed(snapshot_dir, "over-tcp", project)
+    proc = await asyncio.create_subprocess_exec(
+        *server_command(), "--tcp", "--host", "127.0.0.1", "--port", "0",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        env=server_env(snapshot_dir),
+    )
+    try:
+        port = None
+        while port is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 10)).decode()
+            assert line, "server ended before listening"
+            m = re.search(r"listening on .*?(\d+)\)", line)
+            if m:
+                port = int(m.group(1))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+        def send(obj):
+            import json
+
+            body = json.dumps(obj).encode()
+            writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+        async def recv():
+            import json
+
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+            return json.loads(await reader.readexactly(n))
+
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "processId": os.getpid(), "capabilities": {}, "rootUri": project.as_uri(),
+            "initializationOptions": {"prompt": False}}})
+        assert "capabilities" in (await recv())["result"]
+        send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        note = await recv()
+        assert note["method"] == "opendev/recoverableSessions"
+        assert note["params"]["sessions"][0]["sessionId"] == "over-tcp"
+        send({"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
+        assert (await recv())["id"] == 2
+        send({"jsonrpc": "2.0", "method": "exit"})
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        writer.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
