@@ -73,6 +73,7 @@ def make_scenario(tmp_path: Path) -> Scenario:
     project = tmp_path / "my project"
     other = tmp_path / "other"
     project.mkdir()
+    (project / ".git").mkdir()  # the project root an editor finds
     other.mkdir()
     (project / "main.py").write_text("print('hello')\n")
     s = Scenario(snapshot_dir, project, other)
