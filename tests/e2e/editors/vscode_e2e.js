@@ -91,6 +91,9 @@ async function main() {
   conn.onRequest('client/registerCapability', () => null);
   conn.onRequest('window/workDoneProgress/create', () => null);
   conn.onRequest('workspace/configuration', (p) => p.items.map(() => null));
+  // vscode-jsonrpc's own trace shows what went on the wire.
+  const traces = [];
+  conn.trace(rpc.Trace.Verbose, { log: (message, data) => traces.push(`${message}\n${data || ''}`) });
   conn.listen();
 
   // 1. initialize, as vscode-languageclient 9 sends it for one open folder.
@@ -157,6 +160,8 @@ async function main() {
   const all = await withTimeout(protocol.listSessions(conn, null), 'listIncomplete without params');
   const allIds = all.map((s) => s.sessionId);
   check(allIds.includes(config.otherSession), 'no-params listing covers every project', allIds);
+  const sent = traces.filter((t) => t.startsWith("Sending request 'opendev/snapshot.listIncomplete"));
+  check(sent.filter((t) => !t.includes('Params:')).length === 1, 'the listing of every project went without params', sent);
 
   // 4. QuickPick -> Recover (workspace/executeCommand), then -> Discard.
   const listing = await withTimeout(protocol.recover(conn, laterId), 'recover command');
