@@ -28,11 +28,11 @@ from editors.support import (
     RUNNING_ID,
     clean_env,
     make_scenario,
+    readme_block,
     require,
     run,
     server_executable,
 )
-from test_editor_neovim import readme_block
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 from editors.support import (
     ANSWERS,
-    CLIENT_CONFIG,
     DISCARD_ID,
     LATER_ID,
     OTHER_ID,
@@ -31,6 +29,7 @@ from editors.support import (
     RUNNING_ID,
     clean_env,
     make_scenario,
+    readme_block,
     require,
     run,
     server_executable,
@@ -39,15 +38,6 @@ from editors.support import (
 pytestmark = pytest.mark.timeout(90)
 
 DRIVER = Path(__file__).parent / "editors" / "nvim_driver.lua"
-README = CLIENT_CONFIG / "README.md"
-
-
-def readme_block(marker: str, lang: str) -> str:
-    text = README.read_text()
-    start = text.index(f"<!-- {marker}")
-    m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, start)
-    assert m, f"no ```{lang} block after the {marker} marker in {README}"
-    return m.group(1)
 
 
 def user_init(tmp_path: Path) -> Path:

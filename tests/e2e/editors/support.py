@@ -18,6 +18,7 @@ Editors run under a hard timeout; a missing editor is a failure, not a skip
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +37,16 @@ LATER_ID = "sess-oldest"
 RUNNING_ID = "sess-running"
 OTHER_ID = "other-old"
 ANSWERS = {RECOVER_ID: "Recover", DISCARD_ID: "Discard", LATER_ID: "Later"}
+
+
+def readme_block(marker: str, lang: str) -> str:
+    """The fenced block after ``<!-- marker`` in client-config/README.md: what users paste."""
+    readme = CLIENT_CONFIG / "README.md"
+    text = readme.read_text()
+    start = text.index(f"<!-- {marker}")
+    m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, start)
+    assert m, f"no ```{lang} block after the {marker} marker in {readme}"
+    return m.group(1)
 
 
 def now_ms() -> int:
