@@ -101,7 +101,8 @@ class Rpc:
     def __init__(self, cmd: list, env: dict) -> None:
         self.t_spawn = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, bufsize=0)
-        self.out = self.proc.stdout
+        self.fd = self.proc.stdout.fileno()
+        self.buf = bytearray()
         self.next_id = 0
 
     def send(self, obj: dict) -> None:
@@ -109,26 +110,23 @@ class Rpc:
         self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     def recv(self) -> dict:
-        length = None
-        line = b""
+        """One framed message; reads in large chunks (no per-byte syscalls)."""
         while True:
-            ch = self.out.read(1)
-            if not ch:
-                raise EOFError("server closed")
-            line += ch
-            if line.endswith(b"\r\n"):
-                if line == b"\r\n":
-                    break
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                line = b""
-        buf = b""
-        while len(buf) < length:
-            chunk = self.out.read(length - len(buf))
+            end = self.buf.find(b"\r\n\r\n")
+            if end >= 0:
+                length = None
+                for line in self.buf[:end].split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                start = end + 4
+                if len(self.buf) >= start + length:
+                    body = self.buf[start : start + length]
+                    del self.buf[: start + length]
+                    return json.loads(body)
+            chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 raise EOFError("server closed")
-            buf += chunk
-        return json.loads(buf)
+            self.buf += chunk
 
     def request(self, method: str, params=None):
         self.next_id += 1

@@ -147,16 +147,22 @@ async def _run_until_stopped(server, ctx, main_coro) -> int:
 
 
 async def serve_stdio(server, ctx, in_fd: int, out_fd: int) -> int:
-    from .transport import Dispatcher, FdWriter, open_fd_reader, read_frames
+    from .transport import Dispatcher, FdWriter, FrameProtocol, attach_fd
 
     protocol = server.protocol
     writer = FdWriter(out_fd)
     protocol.set_writer(writer)
-    reader, transport = await open_fd_reader(in_fd)
+    ended = asyncio.Event()
+
+    def on_eof() -> None:
+        if not ended.is_set():
+            log.info("end of input")
+            ended.set()
+
+    transport = await attach_fd(in_fd, FrameProtocol(Dispatcher(protocol), on_eof))
 
     async def main(stop):
-        reason = await read_frames(reader, Dispatcher(protocol), stop)
-        log.info("input ended (%s)", reason)
+        await ended.wait()
 
     try:
         return await _run_until_stopped(server, ctx, main)

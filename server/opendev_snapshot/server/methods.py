@@ -13,6 +13,7 @@ import logging
 import threading
 
 from .errors import invalid_params, rpc_errors
+from .rpc import fast
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def _settle(future, result, exc) -> None:
 
 def register(server, ctx) -> None:
     @server.feature(SAVE)
+    @fast
     @rpc_errors
     def save(ls, params):
         p = parse("SaveParams", params)
@@ -129,6 +131,7 @@ def register(server, ctx) -> None:
         }
 
     @server.feature(LOAD)
+    @fast
     @rpc_errors
     def load(ls, params):
         from ..core.wire import snapshot_to_wire
@@ -138,6 +141,7 @@ def register(server, ctx) -> None:
         return None if record is None else snapshot_to_wire(record)
 
     @server.feature(LIST_INCOMPLETE)
+    @fast
     @rpc_errors
     def list_incomplete_(ls, params):
         p = parse("ListIncompleteParams", params)
@@ -151,12 +155,14 @@ def register(server, ctx) -> None:
         return await run_cleanup(ls, ctx, p.max_age_ms, p.dry_run, p.include_incomplete, token)
 
     @server.feature(REMOVE)
+    @fast
     @rpc_errors
     def remove(ls, params):
         p = parse("SessionParams", params)
         return {"removed": bool(ctx.store.remove(p.session_id))}
 
     @server.feature(MARK_COMPLETED)
+    @fast
     @rpc_errors
     def mark_completed(ls, params):
         p = parse("SessionParams", params)
@@ -164,6 +170,7 @@ def register(server, ctx) -> None:
         return {"sessionId": out["session_id"], "snapshotTimestampMs": out["snapshot_timestamp_ms"]}
 
     @server.feature(RECORD_TOOL_RESULT)
+    @fast
     @rpc_errors
     def record_tool_result(ls, params):
         p = parse("RecordToolResultParams", params)
