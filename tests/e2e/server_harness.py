@@ -304,3 +304,9 @@ class RawClient:
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
+
+    async def aclose(self) -> None:
+        """Kill if still running and reap, so no transport outlives the test's loop."""
+        self.kill()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.proc.wait(), 5)

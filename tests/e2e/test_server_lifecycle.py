@@ -36,7 +36,7 @@ async def test_exit_without_shutdown_is_1(snapshot_dir, project):
         c.notify("exit")
         assert await c.wait(10) == 1
     finally:
-        c.kill()
+        await c.aclose()
 
 
 async def test_exit_releases_claimed_locks(snapshot_dir, project):
@@ -55,7 +55,7 @@ async def test_exit_releases_claimed_locks(snapshot_dir, project):
             [listing] = s.list().sessions
             assert listing["status"] == "interrupted" and listing["completed"] is False
     finally:
-        c.kill()
+        await c.aclose()
 
 
 @pytest.mark.parametrize("after_shutdown", [False, True], ids=["eof", "shutdown-then-eof"])
@@ -68,7 +68,7 @@ async def test_end_of_input_exits(snapshot_dir, project, after_shutdown):
         c.proc.stdin.close()
         assert await c.wait(10) == (0 if after_shutdown else 1)
     finally:
-        c.kill()
+        await c.aclose()
 
 
 async def test_exits_when_process_id_dies(snapshot_dir, project):
@@ -86,7 +86,7 @@ async def test_exits_when_process_id_dies(snapshot_dir, project):
         assert time.monotonic() - t0 < 3.5
     finally:
         editor.kill()
-        c.kill()
+        await c.aclose()
 
 
 async def test_exits_when_short_lived_parent_is_killed(snapshot_dir, project, tmp_path):
@@ -151,7 +151,7 @@ async def test_nothing_but_frames_on_stdout_even_when_verbose(snapshot_dir, proj
         rest = await c.proc.stdout.read()
         assert rest == b""
     finally:
-        c.kill()
+        await c.aclose()
 
 
 async def test_tcp_transport(snapshot_dir, project):

@@ -11,8 +11,6 @@ editor's process dying.
 
 from __future__ import annotations
 
-import asyncio
-import importlib
 import logging
 import os
 import sys
@@ -53,6 +51,8 @@ def create_server(ctx, features=FEATURES):
         protocol_cls=SnapshotProtocol,
         converter_factory=converter_factory,
     )
+    import importlib
+
     for name in features:
         try:
             module = importlib.import_module(f".{name}", __package__)
@@ -93,14 +93,17 @@ def run(args) -> int:
         ctx.prescan = None
 
     tcp = bool(getattr(args, "tcp", False))
-    if not tcp:
-        in_fd, out_fd = _take_stdio()
     try:
-        server = create_server(ctx)
         if tcp:
-            coro = serve_tcp(server, ctx, getattr(args, "host", "127.0.0.1"), int(getattr(args, "port", 2087)))
+            server = create_server(ctx)
+            host, port = getattr(args, "host", "127.0.0.1"), int(getattr(args, "port", 2087))
+            coro = serve_tcp(server, ctx, host, port)
         else:
-            coro = serve_stdio(server, ctx, in_fd, out_fd)
+            in_fd, out_fd = _take_stdio()
+            server, handoff = _start_stdio(ctx, in_fd, out_fd)
+            coro = serve_stdio(server, ctx, in_fd, out_fd, handoff)
+        import asyncio
+
         try:
             return asyncio.run(coro)
         except KeyboardInterrupt:
@@ -110,6 +113,42 @@ def run(args) -> int:
         if ctx.prescan is not None:
             ctx.prescan.close()
         ctx.close_store()
+        for thread in ctx.threads:
+            thread.join(timeout=10)
+
+
+def _start_stdio(ctx, in_fd: int, out_fd: int):
+    """Build the server; on POSIX answer the handshake meanwhile (see handshake.py)."""
+    from . import handshake
+    from .framing import FdWriter
+
+    if not handshake.enabled():
+        return create_server(ctx), None
+    import threading
+
+    built: dict = {}
+    ready = threading.Event()
+
+    def load() -> None:
+        try:
+            built["server"] = create_server(ctx)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            built["error"] = exc
+        finally:
+            ready.set()
+
+    loader = threading.Thread(target=load, name="pygls-loader", daemon=True)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # the handshake gets the GIL back quickly
+    loader.start()
+    try:
+        handoff = handshake.run(in_fd, FdWriter(out_fd), ctx, ready)
+        loader.join()
+    finally:
+        sys.setswitchinterval(interval)
+    if "error" in built:
+        raise built["error"]
+    return built["server"], handoff
 
 
 def _exit_code(protocol) -> int:
@@ -118,9 +157,15 @@ def _exit_code(protocol) -> int:
     return 0 if protocol._shutdown else 1
 
 
-async def _run_until_stopped(server, ctx, main_coro) -> int:
+def _install_stop(server, ctx):
+    """An event set by ``exit``, the editor's death or a fatal transport error.
+
+    Installed before any message is dispatched (the fast start may hand over
+    an ``exit`` that arrived with the handshake).
+    """
+    import asyncio
+
     stop = asyncio.Event()
-    protocol = server.protocol
 
     def on_exit(code: int) -> None:
         ctx.stopping = True
@@ -129,8 +174,14 @@ async def _run_until_stopped(server, ctx, main_coro) -> int:
         ctx.release_locks()
         stop.set()
 
-    protocol.on_exit = on_exit
+    server.protocol.on_exit = on_exit
     ctx.request_stop = stop.set
+    return stop
+
+
+async def _run_until_stopped(server, ctx, main_coro, stop) -> int:
+    import asyncio
+
     main = asyncio.ensure_future(main_coro(stop))
     waiter = asyncio.ensure_future(stop.wait())
     try:
@@ -143,15 +194,19 @@ async def _run_until_stopped(server, ctx, main_coro) -> int:
             ctx.recovery.stop()
     if main.done() and not main.cancelled() and main.exception() is not None:
         log.error("transport failed", exc_info=main.exception())
-    return _exit_code(protocol)
+    return _exit_code(server.protocol)
 
 
-async def serve_stdio(server, ctx, in_fd: int, out_fd: int) -> int:
-    from .transport import Dispatcher, FdWriter, FrameProtocol, attach_fd
+async def serve_stdio(server, ctx, in_fd: int, out_fd: int, handoff=None) -> int:
+    import asyncio
+
+    from .framing import FdWriter
+    from .transport import Dispatcher, FrameProtocol, attach_fd
 
     protocol = server.protocol
     writer = FdWriter(out_fd)
-    protocol.set_writer(writer)
+    dispatcher = Dispatcher(protocol)
+    stop = _install_stop(server, ctx)
     ended = asyncio.Event()
 
     def on_eof() -> None:
@@ -159,13 +214,31 @@ async def serve_stdio(server, ctx, in_fd: int, out_fd: int) -> int:
             log.info("end of input")
             ended.set()
 
-    transport = await attach_fd(in_fd, FrameProtocol(Dispatcher(protocol), on_eof))
+    frames = FrameProtocol(dispatcher, on_eof)
+    if handoff is not None:
+        if handoff.announced is not None:
+            ctx.announced = handoff.announced
+        protocol.set_writer(_Discard())  # already answered by the fast start
+        for body in handoff.replay:
+            try:
+                dispatcher.dispatch(body)
+            except Exception:
+                log.exception("replaying the handshake into pygls failed")
+    # Replayed handlers ran synchronously; what they scheduled (prompts,
+    # option warnings) runs later, through the real writer.
+    protocol.set_writer(writer)
+    if handoff is not None:
+        for body in handoff.pending:
+            dispatcher.dispatch(body)
+        if handoff.leftover:
+            frames.data_received(handoff.leftover)
+    transport = await attach_fd(in_fd, frames)
 
     async def main(stop):
         await ended.wait()
 
     try:
-        return await _run_until_stopped(server, ctx, main)
+        return await _run_until_stopped(server, ctx, main, stop)
     finally:
         if transport is not None:
             transport.close()
@@ -176,10 +249,21 @@ async def serve_stdio(server, ctx, in_fd: int, out_fd: int) -> int:
         writer.close()
 
 
+class _Discard:
+    def write(self, data: bytes) -> None:
+        log.debug("fast start: pygls' own handshake output discarded: %r", data[:200])
+
+    def close(self) -> None:
+        pass
+
+
 async def serve_tcp(server, ctx, host: str, port: int) -> int:
+    import asyncio
+
     from .transport import Dispatcher, StreamWriterAdapter, read_frames
 
     protocol = server.protocol
+    stop = _install_stop(server, ctx)
     connected = asyncio.Event()
     finished = asyncio.Event()
 
@@ -204,4 +288,4 @@ async def serve_tcp(server, ctx, host: str, port: int) -> int:
         async with tcp_server:
             await finished.wait()
 
-    return await _run_until_stopped(server, ctx, main)
+    return await _run_until_stopped(server, ctx, main, stop)

@@ -10,11 +10,11 @@ from __future__ import annotations
 from .errors import invalid_params, rpc_errors, session_not_found
 from .methods import list_incomplete, parse, run_cleanup
 
-RECOVER = "opendev.snapshot.recover"
-DISCARD = "opendev.snapshot.discard"
-LIST_INCOMPLETE = "opendev.snapshot.listIncomplete"
-CLEANUP = "opendev.snapshot.cleanup"
-COMMANDS = (RECOVER, DISCARD, LIST_INCOMPLETE, CLEANUP)
+from .names import CMD_CLEANUP as CLEANUP
+from .names import CMD_DISCARD as DISCARD
+from .names import CMD_LIST_INCOMPLETE as LIST_INCOMPLETE
+from .names import CMD_RECOVER as RECOVER
+from .names import COMMANDS  # noqa: F401
 
 
 def _one(arguments: list, name: str, required: bool):

@@ -50,6 +50,8 @@ class ServerContext:
     prescan: object = None  # prescan.Prescan or None
     recovery: object = None  # recovery.Recovery, set by its feature
     request_stop: object = None  # set by the transport: ends the server
+    announced: dict | None = None  # folder uri -> sessions the fast start already notified
+    threads: list = field(default_factory=list)  # helper threads to join before exiting
     _store: object = None
     _store_error: Exception | None = None
     _store_dir: str | None = None

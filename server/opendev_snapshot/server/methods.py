@@ -17,14 +17,7 @@ from .rpc import fast
 
 log = logging.getLogger(__name__)
 
-SAVE = "opendev/snapshot.save"
-LOAD = "opendev/snapshot.load"
-LIST_INCOMPLETE = "opendev/snapshot.listIncomplete"
-CLEANUP = "opendev/snapshot.cleanup"
-REMOVE = "opendev/snapshot.remove"
-MARK_COMPLETED = "opendev/snapshot.markCompleted"
-RECORD_TOOL_RESULT = "opendev/snapshot.recordToolResult"
-METHODS = (SAVE, LOAD, LIST_INCOMPLETE, CLEANUP, REMOVE, MARK_COMPLETED, RECORD_TOOL_RESULT)
+from .names import CLEANUP, LIST_INCOMPLETE, LOAD, MARK_COMPLETED, METHODS, RECORD_TOOL_RESULT, REMOVE, SAVE  # noqa: F401
 
 
 def models():
@@ -34,8 +27,12 @@ def models():
     return m
 
 
-def prewarm_models() -> None:
-    """Import pydantic and build the validators in a background thread."""
+def prewarm_models() -> threading.Thread:
+    """Import pydantic and build the validators in a background thread.
+
+    Join it before the interpreter exits: a daemon thread torn down inside
+    pydantic-core (Rust) aborts the process ("exception not rethrown").
+    """
 
     def work() -> None:
         try:
@@ -44,7 +41,9 @@ def prewarm_models() -> None:
         except Exception:  # pragma: no cover - the first request will report it
             log.debug("pre-importing the models failed", exc_info=True)
 
-    threading.Thread(target=work, name="models-prewarm", daemon=True).start()
+    thread = threading.Thread(target=work, name="models-prewarm", daemon=True)
+    thread.start()
+    return thread
 
 
 def parse(model_name: str, params):

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 RECOVER = "Recover"
 DISCARD = "Discard"
 LATER = "Later"
-RECOVER_SESSION = "opendev/recoverSession"
+from .names import RECOVER_SESSION
 
 
 def describe_age(ms: int) -> str:

@@ -31,7 +31,7 @@ from .prompts import Prompts
 
 log = logging.getLogger(__name__)
 
-RECOVERABLE_SESSIONS = "opendev/recoverableSessions"
+from .names import RECOVERABLE_SESSIONS
 DEBOUNCE_S = 0.05
 SAFETY_S = 10.0
 POLL_NO_WATCH_S = 2.0
@@ -80,11 +80,23 @@ class Recovery:
         return [listing_to_wire(s) for s in result.sessions]
 
     def open_folders(self, folders: list) -> None:
-        """The on-open notifications (from the pre-scan when it has them)."""
+        """The on-open notifications (from the pre-scan when it has them).
+
+        Folders the fast start (:mod:`.handshake`) already announced are only
+        recorded as notified here, and their prompts sent.
+        """
+        announced, self.ctx.announced = self.ctx.announced or {}, None
+        for folder in folders:
+            if folder.uri in announced:
+                sessions = announced[folder.uri]
+                for s in sessions:
+                    self.notified.add((folder.uri, s["sessionId"]))
+                if sessions:
+                    self.prompts.offer(sessions)
+        folders = [f for f in folders if f.uri not in announced]
         prelisted = None
-        prescan = self.ctx.prescan
+        prescan, self.ctx.prescan = self.ctx.prescan, None
         if prescan is not None:
-            self.ctx.prescan = None
             try:
                 prelisted = prescan.query(
                     self.ctx.snapshot_dir(), self.ctx.options.stale_after_ms, [f.path for f in folders]
@@ -99,8 +111,6 @@ class Recovery:
                 log.warning("cannot list sessions for %s: %s", folder.uri, exc)
                 continue
             self.announce(folder, sessions)
-        if prelisted is None:
-            self._warm = True
 
     def add_folders(self, added: list) -> None:
         for folder in added:
@@ -117,14 +127,12 @@ class Recovery:
 
     # --------------------------------------------------------------- watch
     def start(self) -> None:
+        """Start watching. The store is (re)scanned off the loop first; the
+        on-open list may have come from the pre-scan child, so one forced
+        check then notifies anything that changed in between."""
         self._loop = asyncio.get_running_loop()
         self._watching = True
-        if self._warm:
-            self._rearm()
-            return
 
-        # The on-open list came from the pre-scan: scan here too, off the loop,
-        # then check once (anything that changed in between gets notified).
         def warm_up() -> None:
             try:
                 self.ctx.store.watcher_fileno()  # watch first, so nothing slips between
@@ -258,7 +266,7 @@ def register(server, ctx) -> None:
             recovery.start()
             from .methods import prewarm_models
 
-            prewarm_models()
+            ctx.threads.append(prewarm_models())
 
     @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
     def folders_changed(ls, params: types.DidChangeWorkspaceFoldersParams):
