@@ -127,3 +127,18 @@ async def test_malformed_initialize_gets_pygls_error(snapshot_dir, project):
         assert "capabilities" in reply["result"]
     finally:
         await c.aclose()
+
+
+async def test_input_ends_right_after_initialize(snapshot_dir, project):
+    """stdin closes right after initialize (before initialized): exit 1, no hang, no crash."""
+    c = await RawClient.start(snapshot_dir, stderr=asyncio.subprocess.PIPE)
+    try:
+        c.send({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"processId": os.getpid(), "capabilities": {}, "rootUri": file_uri(project)}})
+        c.proc.stdin.close()
+        c.proc.stdout.feed_eof()
+        assert await c.wait(15) == 1
+        err = (await c.proc.stderr.read()).decode()
+        assert "Fatal Python error" not in err and "Traceback" not in err
+    finally:
+        await c.aclose()

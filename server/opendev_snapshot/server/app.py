@@ -100,7 +100,11 @@ def run(args) -> int:
             coro = serve_tcp(server, ctx, host, port)
         else:
             in_fd, out_fd = _take_stdio()
-            server, handoff = _start_stdio(ctx, in_fd, out_fd)
+            try:
+                server, handoff = _start_stdio(ctx, in_fd, out_fd)
+            except (BrokenPipeError, ConnectionResetError):
+                log.warning("the client went away during the handshake")
+                return 1
             coro = serve_stdio(server, ctx, in_fd, out_fd, handoff)
         import asyncio
 
@@ -143,8 +147,8 @@ def _start_stdio(ctx, in_fd: int, out_fd: int):
     loader.start()
     try:
         handoff = handshake.run(in_fd, FdWriter(out_fd), ctx, ready)
-        loader.join()
     finally:
+        loader.join()  # never leave a thread importing while the interpreter exits
         sys.setswitchinterval(interval)
     if "error" in built:
         raise built["error"]
