@@ -79,3 +79,22 @@ def test_parser_does_not_import_pydantic():
     code = "import sys; import opendev_snapshot.server.options as o; o.parse_init_options({'prompt': 1}); print('pydantic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+def test_once_parser_reuses_the_result_for_the_same_value():
+    from opendev_snapshot.server.options import OnceParser
+
+    calls = []
+    parser = OnceParser()
+    import opendev_snapshot.server.options as mod
+
+    real = mod.parse_init_options
+    mod.parse_init_options = lambda raw: calls.append(raw) or real(raw)
+    try:
+        first = parser({"maxPrompts": "x"})
+        second = parser({"maxPrompts": "x"})  # equal value, another object (a replay)
+        third = parser({"maxPrompts": 1})
+    finally:
+        mod.parse_init_options = real
+    assert first == second and len(calls) == 2
+    assert third[0].max_prompts == 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError
 from ..core.paths import normalize_project, uri_to_path
-from .options import DEFAULTS, InitOptions
+from .options import DEFAULTS, InitOptions, OnceParser
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class ServerContext:
     request_stop: object = None  # set by the transport: ends the server
     announced: dict | None = None  # folder uri -> sessions the fast start already notified
     threads: list = field(default_factory=list)  # helper threads to join before exiting
+    parse_options: OnceParser = field(default_factory=OnceParser)
     _store: object = None
     _store_error: Exception | None = None
     _store_dir: str | None = None

@@ -202,8 +202,6 @@ def run(in_fd: int, writer, ctx, ready) -> Handoff:
 
 
 def _serve(frames: _Frames, writer, ctx, handoff: Handoff) -> None:
-    from .options import parse_init_options
-
     body = frames.next()
     if body is None:
         return
@@ -238,7 +236,7 @@ def _serve(frames: _Frames, writer, ctx, handoff: Handoff) -> None:
         return
     handoff.replay.append(body)
 
-    options, problems = parse_init_options(params.get("initializationOptions"))
+    options, problems = ctx.parse_options(params.get("initializationOptions"))
     ctx.configure(options, problems)
     folders = folders_of(params)
     if not folders:

@@ -20,7 +20,6 @@ import sys
 from lsprotocol import types
 
 from .context import folder_from
-from .options import parse_init_options
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def register(server, ctx) -> None:
 
     @server.feature(types.INITIALIZE)
     def initialize(ls, params: types.InitializeParams):
-        options, problems = parse_init_options(params.initialization_options)
+        options, problems = ctx.parse_options(params.initialization_options)
         ctx.configure(options, problems)
         ctx.folders.clear()
         for folder in params.workspace_folders or []:

@@ -92,5 +92,20 @@ def parse_init_options(raw: object) -> tuple[InitOptions, list[str]]:
     return InitOptions(**values), problems
 
 
+class OnceParser:
+    """Parse a given ``initializationOptions`` value once per server run
+    (the fast start and the replayed ``initialize`` see the same value)."""
+
+    def __init__(self) -> None:
+        self._last: tuple | None = None
+
+    def __call__(self, raw: object) -> tuple[InitOptions, list[str]]:
+        if self._last is not None and self._last[0] == raw:
+            return self._last[1], list(self._last[2])
+        options, problems = parse_init_options(raw)
+        self._last = (raw, options, list(problems))
+        return options, problems
+
+
 def option_names() -> list[str]:
     return [_SNAKE[f.name] for f in fields(InitOptions)]

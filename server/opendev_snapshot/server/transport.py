@@ -3,8 +3,10 @@
 pygls stays underneath (its protocol object handles every message), but
 the reading loop is ours:
 
-- stdin is read by an asyncio pipe reader instead of pygls' executor
-  round trip per header line (about 3x faster per message);
+- stdin is read through an asyncio pipe transport into
+  :class:`FrameProtocol`, which parses frames as bytes arrive, instead of
+  pygls' executor round trip per header line (a no-op round trip: 0.13 ms
+  against 0.38 ms); TCP uses an asyncio stream;
 - each body is parsed once, then structured at the top level only (pygls'
   ``object_hook`` runs on every nested object);
 - a message that cannot be structured still gets an answer: ``-32700`` for
