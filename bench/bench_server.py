@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -32,13 +31,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "server"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, TARGET_PROJECT, TARGET_SESSIONS, build, machine, naive_scan, raw_durable_write, stats  # noqa: E402
 
 from opendev_snapshot.core import codec, new_record  # noqa: E402
 
-TARGET = "/home/dev/projects/target"
-TARGET_SESSIONS = 50
+TARGET = TARGET_PROJECT
 
 BARE_SERVER = """\
 import logging
@@ -67,32 +66,6 @@ configure_logging(None, False)
 server = create_server(ServerContext())
 server.start_io()
 """
-
-
-def build(directory: Path, n: int) -> None:
-    """n snapshots of ~3.8 KB (10 tool results), 80% incomplete; 50 interrupted for the target."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    now = time.time_ns() // 1_000_000
-    for i in range(n):
-        if i < TARGET_SESSIONS:
-            project, completed = TARGET, False
-        else:
-            project, completed = f"/home/dev/projects/p{i % 200:03d}", (i % 5 == 0)
-        r = new_record(f"sess-{i:06d}", project)
-        r["message_count"] = i % 97
-        r["completed"] = completed
-        r["cost_usd"] = round(i * 0.001, 3)
-        r["snapshot_timestamp_ms"] = now - 3_600_000 - i * 1000
-        r["last_tool_results"] = [
-            {"tool_name": "bash", "call_id": f"call_{i}_{k}", "output_preview": "x" * 330, "success": k % 3 != 0}
-            for k in range(10)
-        ]
-        path = directory / f"sess-{i:06d}_session_snapshot.json"
-        path.write_bytes(codec.encode(r))
-        os.chmod(path, 0o600)
-    old = time.time() - 60  # files on a user's disk are older than the index' racy window
-    for p in directory.iterdir():
-        os.utime(p, (old, old))
 
 
 class Rpc:
@@ -168,12 +141,8 @@ def ours_cmd() -> list:
     return [sys.executable, "-m", "opendev_snapshot", "serve"]
 
 
-def stats(xs: list) -> tuple:
-    return statistics.median(xs), min(xs), max(xs)
-
-
 def fmt(xs: list, scale: float = 1000.0, digits: int = 1) -> str:
-    med, lo, hi = stats(xs)
+    lo, med, hi = stats(xs)
     return f"{med * scale:.{digits}f} ({lo * scale:.{digits}f}–{hi * scale:.{digits}f})"
 
 
@@ -237,22 +206,6 @@ def startup_ours_env(cmd: list, env: dict) -> float:
 
 
 # -------------------------------------------------------------- warm list
-def naive_scan(d: str, project: str) -> list:
-    out = []
-    for name in os.listdir(d):
-        if not name.endswith(".json"):
-            continue
-        try:
-            with open(os.path.join(d, name)) as f:
-                s = json.load(f)
-        except (OSError, ValueError):
-            continue
-        if not s["completed"] and (s["project_dir"] == project or s["project_dir"].startswith(project + "/")):
-            out.append(s)
-    out.sort(key=lambda s: -s["snapshot_timestamp_ms"])
-    return out
-
-
 def bench_warm_list(directory: Path, iterations: int) -> dict:
     rpc = Rpc(ours_cmd(), env_for(directory))
     try:
@@ -276,22 +229,6 @@ def bench_warm_list(directory: Path, iterations: int) -> dict:
 
 
 # ------------------------------------------------------------------ save
-def raw_durable_write(directory: str, name: str, data: bytes, i: int) -> None:
-    tmp = os.path.join(directory, f".{name}.{i}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, os.path.join(directory, name))
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 def save_params() -> tuple[dict, bytes]:
     r = new_record("bench-save", TARGET)
     r["message_count"] = 42
@@ -399,7 +336,7 @@ def main() -> int:
         sv = v["ours"]
         st = v["stock"]
         lines += [
-            f"Machine: {platform.system()} {platform.release()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"Machine: {machine()}; "
             f"{args.files:,} snapshot files; median (min–max).",
             "",
             "| measure | ours | baseline | ratio | target |",
