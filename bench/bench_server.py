@@ -306,6 +306,24 @@ def bench_idle(directory: Path, seconds: float) -> dict:
         rpc.close()
 
 
+def server_rss_kib(directory: Path) -> int:
+    """Peak RSS (VmHWM) of a server after its on-open scan and one listing."""
+    rpc = Rpc(ours_cmd(), env_for(directory))
+    try:
+        rpc.initialize(TARGET, {"prompt": False})
+        rpc.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+        rpc.recv()
+        time.sleep(2.0)  # warm-up scan, model import
+        rpc.request("opendev/snapshot.listIncomplete", {"projectDir": TARGET})
+        with open(f"/proc/{rpc.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+    finally:
+        rpc.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--files", type=int, default=10_000)
