@@ -14,7 +14,7 @@ lost, not even to cleanup), every reply is a result or a fair ``-32001``,
 no server or CLI prints a traceback, every file on disk parses, and A's
 sessions turn ``interrupted`` only once A exits.
 
-Length: ``OPENDEV_CONCURRENCY_SECONDS`` (default 6; 120 with
+Length: ``OPENDEV_CONCURRENCY_SECONDS`` (default 8; 120 with
 ``OPENDEV_RELIABILITY_FULL=1``).
 """
 

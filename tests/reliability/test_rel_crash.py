@@ -13,7 +13,7 @@ the server's whole process group from a timer at a random instant. Then:
   next server's ``listIncomplete``: exactly our sessions, nothing skipped),
   and ``cleanup`` sweeps them once older than one hour, not before.
 
-Rounds: ``OPENDEV_TORTURE_ROUNDS`` (default 12; 300 with
+Rounds: ``OPENDEV_TORTURE_ROUNDS`` (default 25; 300 with
 ``OPENDEV_RELIABILITY_FULL=1``).
 """
 
