@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from functools import partial
 from operator import attrgetter
 
@@ -124,7 +125,7 @@ class ListingCache:
 
     def set_record(self, name: str, key, record: dict, racy: bool) -> None:
         self.drop(name)
-        project = record["project_dir"]
+        project = sys.intern(record["project_dir"])  # one object per project, stored once in the index
         self.keys[name] = key
         self.meta[name] = (record["session_id"], record["completed"], project, record["snapshot_timestamp_ms"])
         self.by_project.setdefault(project, set()).add(name)
@@ -214,6 +215,7 @@ class ListingCache:
         stats = self._stat_all(names)
         current = {n: stat_key(st) for n, st in stats.items() if st is not None}
         if current == self.keys and not self.racy:
+            del stats, current
             if progress is not None:
                 progress(total, total)
             return set(), 0
