@@ -125,13 +125,26 @@ async def test_bad_messages_get_one_error_answer(wired, body, code):
     assert err["error"]["code"] == code
 
 
-async def test_unidentifiable_garbage_is_not_answered_with_null_id(wired):
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        (b"[1, 2", -32700),
+        (b"[]", -32600),
+        (b'{"no": "jsonrpc"}', -32600),
+        (b'{"jsonrpc":"2.0","id":true,"method":"opendev/snapshot.load"}', -32600),
+        (b'{"jsonrpc":"2.0","id":null,"method":"opendev/snapshot.load"}', -32600),
+        (b'{"jsonrpc":"2.0","id":7,"method":"x","params":' + b"[" * 5000 + b"]" * 5000 + b"}", -32700),
+    ],
+    ids=["truncated", "empty-batch", "not-jsonrpc", "bool-id", "null-id", "nested-too-deep"],
+)
+async def test_unidentifiable_requests_are_answered_with_null_id(wired, body, code):
+    """JSON-RPC 2.0 section 5: when the id cannot be known, the error goes with "id": null."""
     server, d, out = wired
-    feed(d, b"[1, 2")
-    feed(d, b"[]")
-    feed(d, b'{"no": "jsonrpc"}')
+    feed(d, body)
     await settle()
-    assert out.frames == []
+    [reply] = [m for m in out.frames]
+    assert reply["error"]["code"] == code
+    assert "id" in reply and reply["id"] in (None, 7)
 
 
 async def test_handler_crash_is_answered_and_server_carries_on(wired):

@@ -208,7 +208,7 @@ def _serve(frames: _Frames, writer, ctx, handoff: Handoff) -> None:
     handoff.pending.append(body)
     try:
         msg = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return
     if not (
         isinstance(msg, dict)
@@ -229,7 +229,7 @@ def _serve(frames: _Frames, writer, ctx, handoff: Handoff) -> None:
         return
     try:
         note = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         note = None
     if not (isinstance(note, dict) and note.get("method") == "initialized" and "id" not in note):
         handoff.pending.append(body)

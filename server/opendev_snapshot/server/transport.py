@@ -61,6 +61,9 @@ class Dispatcher:
         self.protocol = protocol
 
     def _reply_error(self, msg_id, code: int, message: str) -> None:
+        if msg_id is None:  # JSON-RPC 2.0: "id": null when the request's id is unknown
+            self.protocol._send_data({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+            return
         self.protocol._send_data(
             ResponseErrorMessage(id=msg_id, error=ResponseError(code=code, message=message))
         )
@@ -69,13 +72,13 @@ class Dispatcher:
         protocol = self.protocol
         try:
             raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            # Answer when we can tell which request it was. An ``id: null``
-            # reply would make some clients (pygls') drop the connection.
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            # JSON-RPC 2.0: a parse error is answered, with the request's id
+            # when it can still be read, else with "id": null.
             msg_id = _guess_id(body)
-            log.warning("unparsable message (id %r): %s", msg_id, exc)
-            if msg_id is not None:
-                self._reply_error(msg_id, PARSE_ERROR, f"parse error: {exc}")
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            log.warning("unparsable message (id %r): %s", msg_id, reason)
+            self._reply_error(msg_id, PARSE_ERROR, f"parse error: {reason}")
             return
         if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0":
             msg_id = raw.get("id") if isinstance(raw, dict) else None
@@ -84,13 +87,13 @@ class Dispatcher:
             else:
                 message = 'invalid request: not a JSON-RPC 2.0 object ("jsonrpc": "2.0")'
             log.warning("%s", message)
-            if _valid_id(msg_id):
-                self._reply_error(msg_id, INVALID_REQUEST, message)
+            self._reply_error(msg_id if _valid_id(msg_id) else None, INVALID_REQUEST, message)
             return
         method = raw.get("method")
         is_request = "id" in raw and method is not None
         if is_request and not _valid_id(raw["id"]):
             log.warning("invalid request: id must be a string or a number: %r", raw["id"])
+            self._reply_error(None, INVALID_REQUEST, "invalid request: id must be a string or a number")
             return
         if method is not None and not isinstance(method, str):
             if is_request:
