@@ -148,17 +148,7 @@ def fmt(xs: list, scale: float = 1000.0, digits: int = 1) -> str:
 
 # ----------------------------------------------------------------- start-up
 def startup_ours(directory: Path, cmd: list) -> float:
-    rpc = Rpc(cmd, env_for(directory))
-    rpc.initialize(TARGET, {"prompt": False})
-    rpc.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-    while True:
-        msg = rpc.recv()
-        if msg.get("method") == "opendev/recoverableSessions":
-            elapsed = time.perf_counter() - rpc.t_spawn
-            assert len(msg["params"]["sessions"]) == TARGET_SESSIONS, len(msg["params"]["sessions"])
-            break
-    rpc.close()
-    return elapsed
+    return startup_ours_env(cmd, env_for(directory))
 
 
 def startup_bare(bare: Path, directory: Path) -> float:
