@@ -12,7 +12,7 @@ import stat
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from . import codec, locks
 from .errors import InvalidSnapshot, SessionNotFound, StorageError
@@ -236,9 +236,6 @@ class SnapshotStore:
             os.close(dfd)
 
     # ------------------------------------------------------------------- read
-    def _read_file(self, path: str):
-        return read_snapshot_file(path)
-
     def load(self, session_id: str) -> dict | None:
         """The session's snapshot, or None when there is no file.
 
@@ -247,7 +244,7 @@ class SnapshotStore:
         """
         check_session_id(session_id)
         path = os.path.join(self._dir, session_id + SNAPSHOT_SUFFIX)
-        data, _key_, reason = self._read_file(path)
+        data, _key_, reason = read_snapshot_file(path)
         if reason:
             raise StorageError(f"snapshot file is not usable ({reason}):", path)
         if data is None:
@@ -629,7 +626,7 @@ class SnapshotStore:
         return stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime > max_age_s
 
     def _cleanup_snapshot(self, name, path, cutoff, now, dry_run, include_incomplete) -> str | None:
-        data, key, why = self._read_file(path)
+        data, key, why = read_snapshot_file(path)
         if data is None:
             return None  # unreadable or hostile: reported by list, never removed
         try:
@@ -712,7 +709,3 @@ def _is_temp(name: str) -> bool:
     if name.startswith(INDEX_NAME) and name.endswith(".tmp"):
         return True
     return name.startswith(".") and name.endswith(".tmp") and SNAPSHOT_SUFFIX in name
-
-
-def iter_tool_results(record: dict) -> Iterable[dict]:
-    return iter(record["last_tool_results"])
