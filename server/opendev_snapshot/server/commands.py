@@ -14,7 +14,6 @@ from .names import CMD_CLEANUP as CLEANUP
 from .names import CMD_DISCARD as DISCARD
 from .names import CMD_LIST_INCOMPLETE as LIST_INCOMPLETE
 from .names import CMD_RECOVER as RECOVER
-from .names import COMMANDS  # noqa: F401
 
 
 def _one(arguments: list, name: str, required: bool):

@@ -13,11 +13,10 @@ import logging
 import threading
 
 from .errors import invalid_params, rpc_errors
+from .names import CLEANUP, LIST_INCOMPLETE, LOAD, MARK_COMPLETED, RECORD_TOOL_RESULT, REMOVE, SAVE
 from .rpc import fast
 
 log = logging.getLogger(__name__)
-
-from .names import CLEANUP, LIST_INCOMPLETE, LOAD, MARK_COMPLETED, METHODS, RECORD_TOOL_RESULT, REMOVE, SAVE  # noqa: F401
 
 
 def models():

@@ -27,11 +27,11 @@ import threading
 import time
 
 from .context import Folder, folder_from
+from .names import RECOVERABLE_SESSIONS
 from .prompts import Prompts
 
 log = logging.getLogger(__name__)
 
-from .names import RECOVERABLE_SESSIONS
 DEBOUNCE_S = 0.05
 SAFETY_S = 10.0
 POLL_NO_WATCH_S = 2.0

@@ -29,7 +29,7 @@ import threading
 from lsprotocol.types import ResponseError, ResponseErrorMessage
 from pygls.exceptions import JsonRpcException
 
-from .framing import FdWriter, _content_length  # noqa: F401 - re-exported
+from .framing import _content_length
 
 log = logging.getLogger(__name__)
 
