@@ -21,6 +21,7 @@ Usage: python bench/bench_server.py [--files 10000] [--starts 15] [--iterations 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -281,37 +282,37 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def bench_idle(directory: Path, seconds: float) -> dict:
+@contextlib.contextmanager
+def settled_server(directory: Path):
+    """A server with the workspace open, past its on-open scan and model import."""
     rpc = Rpc(ours_cmd(), env_for(directory))
     try:
         rpc.initialize(TARGET, {"prompt": False})
         rpc.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
         rpc.recv()
         time.sleep(3.0)  # warm-up scan, model import
-        c0, t0 = cpu_seconds(rpc.proc.pid), time.monotonic()
-        time.sleep(seconds)
-        c1, t1 = cpu_seconds(rpc.proc.pid), time.monotonic()
-        return {"cpu": c1 - c0, "wall": t1 - t0}
+        yield rpc
     finally:
         rpc.close()
 
 
+def bench_idle(directory: Path, seconds: float) -> dict:
+    with settled_server(directory) as rpc:
+        c0, t0 = cpu_seconds(rpc.proc.pid), time.monotonic()
+        time.sleep(seconds)
+        c1, t1 = cpu_seconds(rpc.proc.pid), time.monotonic()
+        return {"cpu": c1 - c0, "wall": t1 - t0}
+
+
 def server_rss_kib(directory: Path) -> int:
     """Peak RSS (VmHWM) of a server after its on-open scan and one listing."""
-    rpc = Rpc(ours_cmd(), env_for(directory))
-    try:
-        rpc.initialize(TARGET, {"prompt": False})
-        rpc.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-        rpc.recv()
-        time.sleep(2.0)  # warm-up scan, model import
+    with settled_server(directory) as rpc:
         rpc.request("opendev/snapshot.listIncomplete", {"projectDir": TARGET})
         with open(f"/proc/{rpc.proc.pid}/status") as f:
             for line in f:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])
         return 0
-    finally:
-        rpc.close()
 
 
 def main() -> int:

@@ -32,9 +32,8 @@ sys.path.insert(0, str(HERE))
 
 import bench_server  # noqa: E402
 import bench_store  # noqa: E402
-from common import TARGET_PROJECT, build, compile_package, machine, paired_ratios  # noqa: E402
+from common import build, compile_package, machine, paired_ratios  # noqa: E402
 
-from opendev_snapshot.core import SnapshotStore  # noqa: E402
 
 
 def fmt_ratio(ours: list, base: list) -> str:
@@ -44,28 +43,6 @@ def fmt_ratio(ours: list, base: list) -> str:
 
 def fmt_ms(xs: list) -> str:
     return f"{statistics.median(xs) * 1e3:.2f}"
-
-
-def growth_point(directory: Path, repeat: int) -> dict:
-    """Naive vs ours (cold and warm) listing time and peak RSS at one size."""
-    d = str(directory)
-    bench_store.fresh("ours", d)  # writes the index (the steady state)
-    out: dict = {k: [] for k in ("naive", "cold", "naive_rss", "cold_rss", "warm")}
-    for _ in range(repeat):
-        a = bench_store.fresh("naive", d)
-        b = bench_store.fresh("ours", d)
-        out["naive"].append(a["seconds"])
-        out["cold"].append(b["seconds"])
-        out["naive_rss"].append(a["rss_kib"])
-        out["cold_rss"].append(b["rss_kib"])
-    store = SnapshotStore(d, watch=True)
-    store.list(project_dir=TARGET_PROJECT)
-    for _ in range(repeat):
-        t = time.perf_counter()
-        store.list(project_dir=TARGET_PROJECT)
-        out["warm"].append(time.perf_counter() - t)
-    store.close()
-    return out
 
 
 def plot(points: dict, path: Path) -> bool:
@@ -80,9 +57,9 @@ def plot(points: dict, path: Path) -> bool:
     sizes = sorted(points)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, label, style in (
-        ("naive", "naive scan (listdir + json.load each)", "o-"),
-        ("cold", "ours, fresh process (index)", "s-"),
-        ("warm", "ours, long-lived process (inotify)", "^-"),
+        ("naive_cold", "naive scan (listdir + json.load each)", "o-"),
+        ("ours_cold", "ours, fresh process (index)", "s-"),
+        ("ours_warm", "ours, long-lived process (inotify)", "^-"),
     ):
         ax.plot(sizes, [statistics.median(points[n][key]) * 1e3 for n in sizes], style, label=label)
     ax.set_xscale("log")
@@ -92,7 +69,7 @@ def plot(points: dict, path: Path) -> bool:
     ax.set_title("Listing time")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    for key, label, style in (("naive_rss", "naive scan", "o-"), ("cold_rss", "ours, fresh process", "s-")):
+    for key, label, style in (("naive_rss", "naive scan", "o-"), ("ours_rss", "ours, fresh process", "s-")):
         ax2.plot(sizes, [statistics.median(points[n][key]) / 1024 for n in sizes], style, label=label)
     ax2.set_xscale("log")
     ax2.set_xlabel("snapshot files in the directory")
@@ -121,13 +98,15 @@ def main() -> int:
     try:
         # ---------------------------------------------------------------- store
         sizes = [int(x) for x in args.sizes.split(",")]
-        listing = {}
-        for n in sizes:
+        growth_sizes = [int(x) for x in args.growth.split(",")]
+        listing = {}  # one measurement per size serves the ratio table and the growth curve
+        for n in sorted(set(sizes) | set(growth_sizes)):
             d = work / f"list{n}"
             build(d, n)
-            listing[n] = bench_store.bench_listing(d, repeat)
+            listing[n] = bench_store.bench_listing(d, max(3, repeat // 3) if n >= 50_000 else repeat)
             shutil.rmtree(d)
             print(f"listing {n}: done", file=sys.stderr)
+        growth = {n: listing[n] for n in growth_sizes}
         for n in sizes:
             r = listing[n]
             rows.append((f"cold listing, fresh process, {n:,} files", fmt_ms(r["ours_cold"]), fmt_ms(r["naive_cold"]),
@@ -138,15 +117,6 @@ def main() -> int:
         rows.append(("durable save, store API", fmt_ms(save["ours"]), fmt_ms(save["raw"]),
                      fmt_ratio(save["ours"], save["raw"]), "≤ 1.1"))
         print("store save: done", file=sys.stderr)
-
-        # -------------------------------------------------------------- growth
-        growth = {}
-        for n in (int(x) for x in args.growth.split(",")):
-            d = work / f"grow{n}"
-            build(d, n)
-            growth[n] = growth_point(d, max(3, repeat // 3) if n >= 50_000 else repeat)
-            shutil.rmtree(d)
-            print(f"growth {n}: done", file=sys.stderr)
 
         # -------------------------------------------------------------- server
         files = 10_000
@@ -202,8 +172,8 @@ def main() -> int:
     for n in sorted(growth):
         g = growth[n]
         lines.append(
-            f"| {n:,} | {fmt_ms(g['naive'])} | {fmt_ms(g['cold'])} | {fmt_ms(g['warm'])} "
-            f"| {statistics.median(g['naive_rss']) / 1024:.1f} | {statistics.median(g['cold_rss']) / 1024:.1f} |"
+            f"| {n:,} | {fmt_ms(g['naive_cold'])} | {fmt_ms(g['ours_cold'])} | {fmt_ms(g['ours_warm'])} "
+            f"| {statistics.median(g['naive_rss']) / 1024:.1f} | {statistics.median(g['ours_rss']) / 1024:.1f} |"
         )
     if plot(growth, Path(args.plot)):
         lines += ["", f"![listing time and memory against file count]({Path(args.plot).name})"]
