@@ -1,0 +1,53 @@
+"""Text shown to people: money, and snapshot strings made safe for a terminal.
+
+Every front door (command line, IPython, the server's prompts) formats
+costs with :func:`format_cost` and passes text that came from a snapshot
+or a lock file through :func:`printable` before a terminal or an editor
+shows it: a tool preview can hold escape sequences (an OSC 52 clipboard
+write, a CSI that moves the cursor) or bidi overrides that reorder what
+the reader sees.
+"""
+
+from __future__ import annotations
+
+import re
+
+# C0 controls, DEL, C1 controls, and the bidi embedding/override/isolate
+# marks (U+202A-U+202E, U+2066-U+2069) plus the line/paragraph separators.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+_KEEP_LAYOUT = {"\n", "\t"}
+
+
+def _escape(match: re.Match) -> str:
+    ch = match.group()
+    named = _NAMED.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: object, *, keep_layout: bool = False) -> str:
+    """``text`` with every control character made visible as an escape.
+
+    C0 (``\\x1b`` shows as ``\\e``, newline as ``\\n``), DEL, C1 (``\\x9b``)
+    and bidi overrides (``\\u202e``) never reach the output raw.
+    ``keep_layout`` leaves newlines and tabs alone, for multi-line blocks.
+    """
+    value = text if isinstance(text, str) else str(text)
+    if keep_layout:
+        return _UNSAFE.sub(lambda m: m.group() if m.group() in _KEEP_LAYOUT else _escape(m), value)
+    return _UNSAFE.sub(_escape, value)
+
+
+def format_cost(usd: float) -> str:
+    """Dollars the same way everywhere: ``$0.00``, ``<$0.01``, ``$0.42``, ``$1,234.50``."""
+    value = float(usd)
+    if value == 0:
+        return "$0.00"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value < 0.01:
+        return f"{sign}<$0.01"
+    return f"{sign}${value:,.2f}"
