@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURES, ROOT, SHARED  # noqa: F401  (re-exported for tests)
+from helpers import FIXTURES, ROOT  # noqa: F401  (re-exported for tests)
 
 
 @pytest.fixture
