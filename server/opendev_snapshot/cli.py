@@ -1,15 +1,29 @@
-"""Command line: ``opendev-snapshot [--dir PATH] list|show|cleanup|remove|serve``.
+"""Command line: ``opendev-snapshot [--dir PATH] list|show|cleanup|remove|trash|restore|serve``.
 
-Human output is a table on stdout, ``--json`` is machine output, errors go
-to stderr with a non-zero exit code (1: the operation failed, 2: bad usage).
-Only the standard library and the pydantic-free core are imported here.
+Manners (``gh``, ``cargo``, ``pip``):
+
+- stdout carries the result: a table fitted to the terminal, plain
+  tab-separated rows when piped, ``--json`` for machines;
+- every failure is one line on stderr and an exit code (1: the operation
+  failed, 2: bad usage, 130: interrupted), never a traceback: one handler
+  in :func:`main` turns every exception into that line; ``-v`` adds the
+  traceback;
+- session ids are never cut, and a unique prefix of one is accepted
+  wherever an id is taken;
+- anything that came from a snapshot or a lock file goes through
+  :func:`~opendev_snapshot.core.text.printable` before it is printed;
+- nothing is deleted: ``remove``, ``cleanup`` and ``cleanup --skipped``
+  move to the trash (``trash`` lists it, ``restore`` undoes), and a
+  running session is removed only with ``--force``.
+
+Only the standard library and the pydantic-free core are imported on the
+listing path (see ``cli_table`` for why not ``rich``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -17,20 +31,33 @@ import time
 from . import __version__
 from .core import errors
 from .core.durations import format_age, parse_duration
+from .core.text import format_cost, printable
 
-log = logging.getLogger(__name__)
-
+PROG = "opendev-snapshot"
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+RESUME_COMMAND = "opendev --resume {sid}"
+MAX_SKIPPED_SHOWN = 10
 
 
 class CliError(Exception):
+    """A failure to report as one line on stderr with an exit code."""
+
     def __init__(self, message: str, code: int = EXIT_FAIL) -> None:
         super().__init__(message)
         self.code = code
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``opendev-snapshot list: ... (see --help)``."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {printable(message)} (see '{self.prog} --help')\n")
+
+
+# ------------------------------------------------------------------ parsing
 def _duration(text: str) -> int:
     try:
         return parse_duration(text)
@@ -38,42 +65,66 @@ def _duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="opendev-snapshot",
-        description="Crash-recovery snapshots of OpenDev sessions.",
+    parser = Parser(
+        prog=PROG,
+        description="Crash-recovery snapshots of OpenDev sessions: list, inspect, remove and restore them.",
+        epilog=f"Run '{PROG} COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--dir", metavar="PATH", help="snapshot directory (default: $OPENDEV_SNAPSHOT_DIR or ~/.opendev/data/recovery)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    parser.add_argument(
+        "--dir", metavar="PATH",
+        help="snapshot directory (default: $OPENDEV_SNAPSHOT_DIR, else ~/.opendev/data/recovery)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, and tracebacks with errors")
     parser.add_argument("--log-file", metavar="FILE", help="write logs to FILE instead of stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     # The global options work after the subcommand too (`list --dir X`);
     # SUPPRESS keeps a subcommand's absent option from hiding the global one.
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dir", metavar="PATH", default=argparse.SUPPRESS, help="snapshot directory")
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging on stderr")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging, tracebacks")
     common.add_argument("--log-file", metavar="FILE", default=argparse.SUPPRESS, help="write logs to FILE")
 
-    p = sub.add_parser("list", parents=[common], help="list incomplete sessions (newest first)")
+    p = sub.add_parser("list", parents=[common], help="list incomplete sessions, newest first")
     p.add_argument("--all", action="store_true", help="include completed sessions")
     p.add_argument("--project", metavar="DIR", help="only sessions of this project directory (or inside it)")
     p.add_argument("--status", choices=("running", "interrupted"), help="only sessions in this state")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N sessions")
+    p.add_argument("--limit", type=_count, metavar="N", help="at most N sessions")
+    p.add_argument("--wide", action="store_true", help="never drop or shorten columns to fit the terminal")
     p.add_argument("--json", action="store_true", help="machine output: {sessions, skipped}")
 
-    p = sub.add_parser("show", parents=[common], help="show one session with its tool results")
-    p.add_argument("session_id", metavar="ID")
+    p = sub.add_parser("show", parents=[common], help="one session: details, tool results and what to do next")
+    p.add_argument("session_id", metavar="ID", help="a session id or a unique prefix of one")
     p.add_argument("--json", action="store_true", help="machine output: the Listing")
 
-    p = sub.add_parser("cleanup", parents=[common], help="remove snapshots older than an age")
-    p.add_argument("--max-age", required=True, type=_duration, metavar="DURATION", help="90s, 30m, 12h, 7d, ...")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-    p.add_argument("--keep-incomplete", action="store_true", help="remove only completed sessions")
+    p = sub.add_parser("cleanup", parents=[common], help="move old snapshots (or unusable files) to the trash")
+    p.add_argument("--max-age", type=_duration, metavar="DURATION", help="older than this: 90s, 30m, 12h, 7d, 1d12h, ...")
+    p.add_argument("--skipped", action="store_true", help="move files that are not usable snapshots (corrupt, too big, ...) to the trash")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be moved")
+    p.add_argument("--keep-incomplete", action="store_true", help="only completed sessions (with --max-age)")
     p.add_argument("--json", action="store_true", help="machine output")
 
-    p = sub.add_parser("remove", parents=[common], help="remove one session's snapshot")
-    p.add_argument("session_id", metavar="ID")
+    p = sub.add_parser("remove", parents=[common], help="move one session's snapshot to the trash")
+    p.add_argument("session_id", metavar="ID", help="a session id or a unique prefix of one")
+    p.add_argument("--force", action="store_true", help="also when the session is running in another process")
+
+    p = sub.add_parser("trash", parents=[common], help="list what is in the trash, newest first")
+    p.add_argument("--wide", action="store_true", help="never drop or shorten columns to fit the terminal")
+    p.add_argument("--json", action="store_true", help="machine output: {entries}")
+
+    p = sub.add_parser("restore", parents=[common], help="put a session back from the trash")
+    p.add_argument("session_id", metavar="ID", help="a session id in the trash, or a unique prefix of one")
 
     p = sub.add_parser("serve", parents=[common], help="run the JSON-RPC server (stdio by default)")
     p.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
@@ -82,19 +133,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ------------------------------------------------------------------ logging
 def _setup_logging(args) -> None:
-    level = logging.DEBUG if args.verbose else logging.WARNING
-    handler: logging.Handler
-    if args.log_file:
-        handler = logging.FileHandler(args.log_file, encoding="utf-8")
-    else:
+    try:
+        from .logsetup import LogFileError, configure_logging
+    except ImportError:  # TRANSITIONAL: until the server's logsetup lands
+        import logging
+
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+        if args.log_file:
+            try:
+                handler = logging.FileHandler(args.log_file, encoding="utf-8")
+            except OSError as exc:
+                raise CliError(f"cannot open log file {args.log_file}: {exc.strerror or exc}") from exc
+        logging.getLogger().handlers[:] = [handler]
+        logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+        return
+    try:
+        configure_logging(args.log_file, args.verbose)
+    except LogFileError as exc:
+        raise CliError(str(exc)) from exc
 
 
+# ------------------------------------------------------------------- output
 class Progress:
     """A one-line bar on stderr, only on a terminal and only if slow."""
 
@@ -123,39 +184,211 @@ class Progress:
             self.stream.flush()
 
 
-def _store(args):
-    from .core.paths import resolve_snapshot_dir
+def _is_tty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _dump_json(obj, out) -> None:
+    json.dump(obj, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+def _when(ms: int) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+    except (OverflowError, OSError, ValueError):
+        return f"{ms} ms since 1970"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _ago(ms: object, now: int) -> str:
+    return format_age(now - ms) if isinstance(ms, int) and not isinstance(ms, bool) else "?"
+
+
+def describe_holder(holder: object) -> str:
+    """The lock file's object as one safe line: ``pid 42 on box (opendev), started …``."""
+    if not isinstance(holder, dict):
+        return printable(holder) if holder else "an unknown process"
+    parts = []
+    pid, host = holder.get("pid"), holder.get("host")
+    if pid is not None:
+        parts.append(f"pid {printable(pid)}")
+    if host is not None:
+        parts.append(f"on {printable(host)}")
+    kind = holder.get("kind")
+    if kind is not None:
+        parts.append(f"({printable(kind)})")
+    started = holder.get("startedMs")
+    if isinstance(started, int) and not isinstance(started, bool):
+        parts.append(f"since {_when(started)}")
+    notebook = holder.get("notebook")
+    if notebook:
+        parts.append(f"notebook {printable(notebook)}")
+    return " ".join(parts) if parts else printable(json.dumps(holder, ensure_ascii=False))
+
+
+# ---------------------------------------------------------------- the store
+def _directory(args):
+    """The snapshot directory and where it came from; ``--dir ""`` is refused."""
+    from .core.paths import ENV_VAR, resolve_snapshot_dir
+
+    if args.dir is not None and not args.dir.strip():
+        raise CliError(
+            "--dir is empty: give the snapshot directory's path (is a shell variable unset?)", EXIT_USAGE
+        )
+    directory = resolve_snapshot_dir(cli_dir=args.dir)
+    if args.dir is not None:
+        source = "--dir"
+    elif os.environ.get(ENV_VAR):
+        source = ENV_VAR
+    else:
+        source = "the default"
+    return directory, source
+
+
+def _store(args, *, must_exist: bool = True):
+    """Open the store; ``None`` when the directory is missing and ``must_exist`` is false."""
+    import stat
+
     from .core.store import SnapshotStore
 
-    directory = resolve_snapshot_dir(cli_dir=args.dir)
-    return SnapshotStore(directory)
+    directory, source = _directory(args)
+    shown = printable(str(directory))
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        if must_exist:
+            raise CliError(f"snapshot directory {shown} ({source}) does not exist") from None
+        _note(f"note: snapshot directory {shown} ({source}) does not exist yet")
+        return None, directory
+    except NotADirectoryError:
+        raise CliError(f"snapshot directory {shown} ({source}) is not a directory") from None
+    except OSError as exc:
+        raise CliError(f"cannot access snapshot directory {shown} ({source}): {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise CliError(f"snapshot directory {shown} ({source}) is not a directory")
+    return SnapshotStore(directory), directory
 
 
-def _table(rows: list, headers: list) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in rows:
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-    return "\n".join(lines)
+def _resolve(store, text: str, *, in_trash: bool = False) -> str:
+    """An exact id or a unique prefix, as the store resolves it, with one-line errors."""
+    from .core.validation import check_session_id
+
+    try:
+        check_session_id(text)
+    except errors.InvalidSnapshot as exc:
+        raise CliError(f"invalid session id {printable(repr(text))}: {exc.message}", EXIT_USAGE) from None
+    try:
+        return store.resolve_id(text, in_trash=in_trash)
+    except errors.AmbiguousId as exc:
+        matches = sorted(exc.matches)
+        listed = ", ".join(printable(m) for m in matches[:5]) + (", …" if len(matches) > 5 else "")
+        raise CliError(f"{text!r} matches {len(matches)} sessions ({listed}): give more of the id") from None
+    except errors.SessionNotFound:
+        where = "in the trash of" if in_trash else "in"
+        message = f"no session {text!r} {where} {printable(str(store.directory))}"
+        if not in_trash and _in_trash(store, text):
+            message += f"; it is in the trash: {PROG} restore {text}"
+        raise CliError(message) from None
 
 
-def _printable(text: str, limit: int = 60) -> str:
-    clean = "".join(ch if ch.isprintable() else "\uFFFD" if ord(ch) < 32 else ch for ch in text)
-    clean = clean.encode("utf-8", "replace").decode("utf-8")
-    return clean if len(clean) <= limit else clean[: limit - 1] + "\u2026"
+def _in_trash(store, text: str) -> bool:
+    try:
+        store.resolve_id(text, in_trash=True)
+    except errors.SnapshotError:
+        return False
+    return True
 
 
-def _cost(value: float) -> str:
-    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+# ------------------------------------------------------------------ listing
+def _nothing_found(args, directory) -> str:
+    what = {"running": "running sessions", "interrupted": "interrupted sessions"}.get(
+        args.status, "sessions" if args.all else "incomplete sessions"
+    )
+    where = f" of project {printable(args.project)}" if args.project else ""
+    return f"No {what}{where} in {printable(str(directory))}."
+
+
+def _listing_rows(sessions, now: int) -> list:
+    return [
+        [
+            printable(s["session_id"]),
+            s["status"],
+            printable(s.get("kind") or "opendev"),
+            _ago(s["snapshot_timestamp_ms"], now),
+            str(s["message_count"]),
+            format_cost(s["cost_usd"]),
+            printable(s["project_dir"]),
+        ]
+        for s in sessions
+    ]
+
+
+def _list_columns():
+    from .cli_table import Column
+
+    return [
+        Column("SESSION", keep=True),
+        Column("STATUS", keep=True),
+        Column("KIND", drop=2),
+        Column("AGE", drop=4, stacked="{} ago"),
+        Column("MESSAGES", drop=1, right=True, stacked="{} messages"),
+        Column("COST", drop=3, right=True),
+        Column("PROJECT", squeeze=16),
+    ]
+
+
+def _print_rows(columns, rows, out, *, wide: bool) -> None:
+    from .cli_table import render, tsv
+
+    if _is_tty(out):
+        out.write(render(columns, rows, _terminal_width(), wide=wide) + "\n")
+    elif rows:
+        out.write(tsv(rows) + "\n")
+
+
+def _say_nothing(message: str, out) -> None:
+    """A "nothing found" sentence: on the terminal, or on stderr when stdout is a pipe."""
+    if _is_tty(out):
+        out.write(message + "\n")
+    else:
+        _note(message)
+
+
+def _report_skipped(skipped) -> None:
+    for item in skipped[:MAX_SKIPPED_SHOWN]:
+        _note(f"skipped {printable(item.file)}: {printable(item.reason)}")
+    more = len(skipped) - MAX_SKIPPED_SHOWN
+    if more > 0:
+        _note(f"… and {more} more not usable")
+    if skipped:
+        _note(f"hint: '{PROG} cleanup --skipped' shows them all and moves them to the trash")
 
 
 def cmd_list(args, out) -> int:
-    from .core.wire import list_result_to_wire
-
-    store = _store(args)
+    store, directory = _store(args, must_exist=False)
+    if store is None:
+        if args.json:
+            _dump_json({"sessions": [], "skipped": []}, out)
+        elif args.limit != 0:
+            _say_nothing(_nothing_found(args, directory), out)
+        return EXIT_OK
     progress = Progress("scanning snapshots")
     try:
         result = store.list(
@@ -168,160 +401,284 @@ def cmd_list(args, out) -> int:
     finally:
         progress.finish()
     if args.json:
-        json.dump(list_result_to_wire(result), out, ensure_ascii=False, indent=2)
-        out.write("\n")
-        return EXIT_OK
-    now = int(time.time() * 1000)
-    if result.sessions:
-        rows = [
-            [
-                _printable(s["session_id"], 40),
-                s["status"],
-                format_age(now - s["snapshot_timestamp_ms"]),
-                str(s["message_count"]),
-                _cost(s["cost_usd"]),
-                _printable(s["project_dir"], 60),
-            ]
-            for s in result.sessions
-        ]
-        out.write(_table(rows, ["SESSION", "STATUS", "AGE", "MESSAGES", "COST", "PROJECT"]) + "\n")
-    else:
-        what = "sessions" if args.all else "incomplete sessions"
-        where = f" for {args.project}" if args.project else ""
-        out.write(f"No {what}{where} in {store.directory}\n")
-    for item in result.skipped:
-        print(f"skipped {item.file}: {item.reason}", file=sys.stderr)
+        from ._wire import list_result_to_wire
+
+        _dump_json(list_result_to_wire(result), out)
+    elif result.sessions:
+        _print_rows(_list_columns(), _listing_rows(result.sessions, _now_ms()), out, wide=args.wide)
+    elif args.limit != 0:
+        _say_nothing(_nothing_found(args, directory), out)
+    _report_skipped(result.skipped)
     return EXIT_OK
 
 
-def cmd_show(args, out) -> int:
-    from .core.validation import check_session_id
-    from .core.wire import listing_to_wire
-
-    check_session_id(args.session_id)
-    store = _store(args)
-    record = store.load(args.session_id)
-    if record is None:
-        raise CliError(f"no snapshot for session {args.session_id!r} in {store.directory}")
-    status = store.status_of(record)
-    path = str(store.snapshot_path(args.session_id))
-    listing = dict(record, status=status, path=path)
-    if args.json:
-        json.dump(listing_to_wire(listing), out, ensure_ascii=False, indent=2)
-        out.write("\n")
-        return EXIT_OK
-    now = int(time.time() * 1000)
-    ts = record["snapshot_timestamp_ms"]
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(min(ts, 2**62) / 1000)) if ts < 253402300799000 else str(ts)
-    lines = [
-        f"Session:   {_printable(record['session_id'], 200)}",
-        f"Status:    {status}",
-        f"Project:   {_printable(record['project_dir'], 200)}",
-        f"Saved:     {when} ({format_age(now - ts)} ago)",
-        f"Messages:  {record['message_count']}",
-        f"Cost:      {_cost(record['cost_usd'])}",
-        f"File:      {path}",
-    ]
+def _next_steps(listing: dict, holder) -> list:
+    sid = listing["session_id"]
+    status = listing["status"]
+    kind = listing.get("kind") or "opendev"
+    lines = ["", "Next steps:"]
     if status == "running":
-        holder = store.lock_holder(args.session_id)
-        lines.append(f"Held by:   {holder}" if holder else "Held by:   (no lock file; recent save)")
+        lines.append(f"  It is running ({describe_holder(holder) if holder else 'saved moments ago'}): nothing to recover.")
+        lines.append(f"  If that process is stuck or gone:  {PROG} remove --force {sid}")
+        return lines
+    if status == "completed":
+        lines.append("  It completed: there is nothing to recover.")
+        lines.append(f"  Remove it:  {PROG} remove {sid}    (to the trash; undo: {PROG} restore {sid})")
+        return lines
+    project = printable(listing["project_dir"])
+    if kind == "ipython":
+        notebook = listing.get("notebook")
+        if notebook:
+            lines.append(f"  Open the notebook:  {printable(notebook)}")
+        lines.append(f"  Get its code back (in IPython or Jupyter, in {project}):")
+        lines.append("    %load_ext opendev_snapshot")
+        lines.append(f"    %opendev recover {sid}            (or --to FILE.py, or --run)")
+    else:
+        lines.append(f"  Resume it (in {project}):  {RESUME_COMMAND.format(sid=sid)}")
+    lines.append(f"  Discard it:  {PROG} remove {sid}    (to the trash; undo: {PROG} restore {sid})")
+    return lines
+
+
+def cmd_show(args, out) -> int:
+    store, _directory_ = _store(args)
+    sid = _resolve(store, args.session_id)
+    record = store.load(sid)
+    if record is None:  # removed between resolving and loading
+        raise CliError(f"no session {sid!r} in {printable(str(store.directory))}")
+    status = store.status_of(record)
+    info = store.lock_info(sid)
+    info = info if isinstance(info, dict) else {}
+    listing = dict(record, status=status, path=str(store.snapshot_path(sid)))
+    listing["kind"] = info.get("kind") if info.get("kind") in ("opendev", "ipython") else "opendev"
+    listing["notebook"] = info.get("notebook") if isinstance(info.get("notebook"), str) else None
+    if args.json:
+        from ._wire import listing_to_wire
+
+        _dump_json(listing_to_wire(listing), out)
+        return EXIT_OK
+    now = _now_ms()
+    ts = record["snapshot_timestamp_ms"]
+    holder = store.lock_holder(sid) if status == "running" else None
+    lines = [
+        f"Session:   {printable(sid)}",
+        f"Status:    {status}",
+        f"Kind:      {printable(listing['kind'])}",
+        f"Project:   {printable(record['project_dir'])}",
+        f"Saved:     {_when(ts)} ({format_age(now - ts)} ago)",
+        f"Messages:  {record['message_count']}",
+        f"Cost:      {format_cost(record['cost_usd'])}",
+        f"File:      {printable(listing['path'])}",
+    ]
+    if listing["notebook"]:
+        lines.append(f"Notebook:  {printable(listing['notebook'])}")
+    if status == "running":
+        lines.append(f"Held by:   {describe_holder(holder)}" if holder else "Held by:   no lock file; saved recently")
     results = record["last_tool_results"]
-    lines.append(f"Tool results ({len(results)}):" if results else "Tool results: none")
+    lines.append(f"Tool results ({len(results)}, oldest first):" if results else "Tool results: none")
     for item in results:
         mark = "ok " if item["success"] else "ERR"
-        preview = _printable(item["output_preview"].replace("\n", " "), 100)
-        lines.append(f"  [{mark}] {_printable(item['tool_name'], 30)} {_printable(item['call_id'], 40)}: {preview}")
+        lines.append(f"  [{mark}] {printable(item['tool_name'])} {printable(item['call_id'])}: {printable(item['output_preview'])}")
+    lines.extend(_next_steps(listing, holder))
     out.write("\n".join(lines) + "\n")
     return EXIT_OK
 
 
-def cmd_cleanup(args, out) -> int:
-    store = _store(args)
-    progress = Progress("cleaning up")
+# ----------------------------------------------------------------- removing
+def cmd_remove(args, out) -> int:
+    store, _directory_ = _store(args)
+    sid = _resolve(store, args.session_id)
     try:
-        result = store.cleanup(
-            args.max_age,
-            dry_run=args.dry_run,
-            include_incomplete=not args.keep_incomplete,
-            progress=progress,
-        )
-    finally:
-        progress.finish()
-    if args.json:
-        json.dump(
-            {"removedCount": result.removed_count, "sessionIds": result.session_ids, "dryRun": result.dry_run},
-            out,
-            indent=2,
-        )
-        out.write("\n")
-        return EXIT_OK
-    verb = "Would remove" if result.dry_run else "Removed"
-    noun = "session" if result.removed_count == 1 else "sessions"
-    out.write(f"{verb} {result.removed_count} {noun}" + (":" if result.session_ids else "") + "\n")
-    for sid in result.session_ids:
-        out.write(f"  {_printable(sid, 200)}\n")
-    extras = []
-    if result.temp_files_removed:
-        extras.append(f"{result.temp_files_removed} stale temporary file(s)")
-    if result.lock_files_removed:
-        extras.append(f"{result.lock_files_removed} orphan lock file(s)")
-    if extras:
-        out.write(f"{verb} also " + " and ".join(extras) + "\n")
+        removed = store.remove(sid, force=args.force)
+    except errors.SessionRunning as exc:
+        raise CliError(
+            f"session {sid} is running ({describe_holder(exc.holder)}): not removed; "
+            f"'{PROG} remove --force {sid}' removes it anyway"
+        ) from exc
+    if not removed:
+        raise CliError(f"no session {sid!r} in {printable(str(store.directory))}")
+    out.write(f"Moved {sid} to the trash. Undo: {PROG} restore {sid}\n")
     return EXIT_OK
 
 
-def cmd_remove(args, out) -> int:
-    store = _store(args)
-    if not store.remove(args.session_id):
-        raise CliError(f"no snapshot for session {args.session_id!r} in {store.directory}")
-    out.write(f"Removed {args.session_id}\n")
+def cmd_restore(args, out) -> int:
+    store, _directory_ = _store(args)
+    sid = _resolve(store, args.session_id, in_trash=True)
+    try:
+        listing = store.restore(sid)
+    except errors.SessionExists:
+        raise CliError(
+            f"a session {sid} exists again in {printable(str(store.directory))}: not restored "
+            f"(see it with '{PROG} show {sid}')"
+        ) from None
+    status = listing.get("status", "?") if isinstance(listing, dict) else "?"
+    out.write(f"Restored {sid} ({status}).\n")
+    return EXIT_OK
+
+
+def cmd_cleanup(args, out) -> int:
+    if args.max_age is None and not args.skipped:
+        raise CliError("cleanup needs --max-age DURATION (e.g. 7d), --skipped, or both", EXIT_USAGE)
+    if args.keep_incomplete and args.max_age is None:
+        raise CliError("--keep-incomplete goes with --max-age", EXIT_USAGE)
+    store, _directory_ = _store(args)
+    verb = "Would move" if args.dry_run else "Moved"
+    report: dict = {"dryRun": args.dry_run}
+    text = []
+    if args.skipped:
+        skipped = store.list(include_completed=True).skipped
+        moved = [] if args.dry_run or not skipped else store.trash_files([s.name for s in skipped])
+        report["skipped"] = [s.to_dict() for s in skipped]
+        report["skippedMoved"] = len(skipped) if args.dry_run else len(moved)
+        if skipped:
+            count = len(skipped) if args.dry_run else len(moved)
+            noun = "file" if count == 1 else "files"
+            text.append(f"{verb} {count} unusable {noun} to the trash:" if count else "No unusable file could be moved:")
+            text.extend(f"  {printable(s.file)}: {printable(s.reason)}" for s in skipped)
+            if not args.dry_run and len(moved) < len(skipped):
+                text.append(f"  ({len(skipped) - len(moved)} left in place: they changed or went away meanwhile)")
+        else:
+            text.append("No unusable files.")
+    if args.max_age is not None:
+        progress = Progress("cleaning up")
+        try:
+            result = store.cleanup(
+                args.max_age,
+                dry_run=args.dry_run,
+                include_incomplete=not args.keep_incomplete,
+                progress=progress,
+            )
+        finally:
+            progress.finish()
+        report.update(removedCount=result.removed_count, sessionIds=result.session_ids)
+        purged = getattr(result, "purged_count", 0)
+        report["purgedCount"] = purged
+        noun = "session" if result.removed_count == 1 else "sessions"
+        text.append(f"{verb} {result.removed_count} {noun} to the trash" + (":" if result.session_ids else "."))
+        text.extend(f"  {printable(sid)}" for sid in result.session_ids)
+        extras = []
+        if result.temp_files_removed:
+            extras.append(f"{result.temp_files_removed} stale temporary file(s)")
+        if result.lock_files_removed:
+            extras.append(f"{result.lock_files_removed} orphan lock file(s)")
+        if extras:
+            text.append(("Would also delete " if args.dry_run else "Also deleted ") + " and ".join(extras) + ".")
+        if purged:
+            text.append(("Would purge " if args.dry_run else "Purged ") + f"{purged} old trash entr{'y' if purged == 1 else 'ies'}.")
+    if args.json:
+        _dump_json(report, out)
+    else:
+        if not args.dry_run and (report.get("removedCount") or report.get("skippedMoved")):
+            text.append(f"Undo with '{PROG} restore ID' ('{PROG} trash' lists what is there).")
+        out.write("\n".join(text) + "\n")
+    return EXIT_OK
+
+
+def cmd_trash(args, out) -> int:
+    store, directory = _store(args, must_exist=False)
+    entries = store.list_trash() if store is not None else []
+    if args.json:
+        from ._wire import trash_entry_to_wire
+
+        _dump_json({"entries": [trash_entry_to_wire(e) for e in entries]}, out)
+        return EXIT_OK
+    if not entries:
+        _say_nothing(f"The trash of {printable(str(directory))} is empty.", out)
+        return EXIT_OK
+    from .cli_table import Column
+
+    now = _now_ms()
+    rows = []
+    for e in entries:
+        snap = e.get("snapshot")
+        removed = f"{_ago(e.get('removed_at_ms'), now)} ago"
+        if snap:
+            rows.append([
+                printable(e["session_id"]), removed, str(snap["message_count"]),
+                format_cost(snap["cost_usd"]), printable(snap["project_dir"]),
+            ])
+        else:
+            rows.append([printable(e["session_id"]), removed, "-", "-", f"(not a usable snapshot: {printable(e.get('file') or '?')})"])
+    columns = [
+        Column("SESSION", keep=True),
+        Column("REMOVED", keep=True, stacked="removed {}"),
+        Column("MESSAGES", drop=1, right=True, stacked="{} messages"),
+        Column("COST", drop=2, right=True),
+        Column("PROJECT", squeeze=16),
+    ]
+    _print_rows(columns, rows, out, wide=args.wide)
+    if _is_tty(out):
+        out.write(f"\nRestore one with '{PROG} restore ID'; the next cleanup purges entries older than 7 days.\n")
     return EXIT_OK
 
 
 def cmd_serve(args, out) -> int:
-    try:
-        from .server.app import run
-    except ImportError as exc:  # pragma: no cover - packaging error
-        raise CliError(f"the server is not available: {exc}") from exc
+    from .server.app import run
+
     return run(args)
 
 
-COMMANDS = {"list": cmd_list, "show": cmd_show, "cleanup": cmd_cleanup, "remove": cmd_remove, "serve": cmd_serve}
+COMMANDS = {
+    "list": cmd_list,
+    "show": cmd_show,
+    "cleanup": cmd_cleanup,
+    "remove": cmd_remove,
+    "trash": cmd_trash,
+    "restore": cmd_restore,
+    "serve": cmd_serve,
+}
+
+
+# ------------------------------------------------------------ the one handler
+def _message(exc: BaseException) -> tuple:
+    """The one line and the exit code for an exception."""
+    if isinstance(exc, CliError):
+        return str(exc), exc.code
+    if isinstance(exc, errors.InvalidSnapshot):
+        return f"invalid {exc}", EXIT_USAGE
+    if isinstance(exc, errors.ConfigError):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, errors.SnapshotError):
+        return str(exc), EXIT_FAIL
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"{exc.strerror or exc}:{where}" if where else str(exc.strerror or exc), EXIT_FAIL
+    return f"internal error: {type(exc).__name__}: {exc} (please report it; -v shows the traceback)", EXIT_FAIL
 
 
 def main(argv: list | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    _setup_logging(args)
+    verbose = False
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        verbose = bool(args.verbose)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        if args.command != "serve":  # the server configures its own logging
+            _setup_logging(args)
         return COMMANDS[args.command](args, sys.stdout)
-    except CliError as exc:
-        print(f"opendev-snapshot: {exc}", file=sys.stderr)
-        return exc.code
-    except errors.InvalidSnapshot as exc:
-        print(f"opendev-snapshot: invalid {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except errors.ConfigError as exc:
-        print(f"opendev-snapshot: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except BrokenPipeError:  # e.g. `| head`: not an error
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `opendev-snapshot list | head`: not an error. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain.
         try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
             pass
         return EXIT_OK
-    except errors.SnapshotError as exc:
-        print(f"opendev-snapshot: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    except OSError as exc:
-        print(f"opendev-snapshot: {exc}", file=sys.stderr)
-        return EXIT_FAIL
-    except KeyboardInterrupt:
-        print("opendev-snapshot: interrupted", file=sys.stderr)
-        return 130
+    except Exception as exc:  # the one place an error becomes a line and an exit code
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        line, code = _message(exc)
+        print(f"{PROG}: {printable(line)}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover
