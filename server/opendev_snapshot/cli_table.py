@@ -103,7 +103,7 @@ def render(columns: list, rows: list, width: int | None, *, wide: bool = False) 
             if total() > width and i in shown:
                 limits[i] = max(columns[i].squeeze, cell_width(columns[i].header), limits[i] - (total() - width))
         if total() > width:
-            return stacked(columns, rows)
+            return stacked(columns, rows, width)
     lines = []
     last = shown[-1] if shown else None
     header_cells = []
@@ -122,14 +122,25 @@ def render(columns: list, rows: list, width: int | None, *, wide: bool = False) 
     return "\n".join(lines)
 
 
-def stacked(columns: list, rows: list) -> str:
+def stacked(columns: list, rows: list, width: int) -> str:
     """One block per row, for terminals too narrow for the table: the first
     column on its own line (never cut: it wraps if it must), then the short
-    values on one indented line and each path on its own."""
+    values on indented lines no wider than ``width``, and each path on its
+    own line, whole."""
     blocks = []
     for row in rows:
-        short = [c.stacked.format(v) for c, v in zip(columns[1:], row[1:]) if not c.squeeze and v]
-        lines = [row[0], "  " + ", ".join(short)]
+        lines = [row[0]]
+        line = ""
+        for c, v in zip(columns[1:], row[1:]):
+            if c.squeeze or not v:
+                continue
+            part = c.stacked.format(v)
+            if line and cell_width(line) + 2 + cell_width(part) > width - 2:
+                lines.append("  " + line)
+                line = ""
+            line = f"{line}, {part}" if line else part
+        if line:
+            lines.append("  " + line)
         lines.extend("  " + v for c, v in zip(columns[1:], row[1:]) if c.squeeze and v)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
