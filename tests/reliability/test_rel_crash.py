@@ -186,7 +186,7 @@ def test_sigkill_during_pipelined_saves_loses_no_acknowledged_save(tmp_path):
     assert temp_names(directory) == temps, "a dry run removed files"
     proc = cli(directory, "cleanup", "--max-age", "7d")
     assert proc.returncode == 0, proc.stderr
-    assert "Removed 0 sessions" in proc.stdout and f"{len(temps)} stale temporary file(s)" in proc.stdout, proc.stdout
+    assert "Moved 0 sessions to the trash" in proc.stdout and f"{len(temps)} stale temporary file(s)" in proc.stdout, proc.stdout
     assert temp_names(directory) == []
     check_directory(directory, acked, sent)
     assert sorted(s["sessionId"] for s in cli_list(directory)["sessions"]) == sorted(acked)
