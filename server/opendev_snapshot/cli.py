@@ -40,6 +40,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 RESUME_COMMAND = "opendev --resume {sid}"
 MAX_SKIPPED_SHOWN = 10
+MAX_PREVIEW_LINES = 12
 
 
 class CliError(Exception):
@@ -477,7 +478,12 @@ def cmd_show(args, out) -> int:
     lines.append(f"Tool results ({len(results)}, oldest first):" if results else "Tool results: none")
     for item in results:
         mark = "ok " if item["success"] else "ERR"
-        lines.append(f"  [{mark}] {printable(item['tool_name'])} {printable(item['call_id'])}: {printable(item['output_preview'])}")
+        preview = printable(item["output_preview"], keep_layout=True).expandtabs(4).split("\n")
+        shown = preview[:MAX_PREVIEW_LINES]
+        if len(preview) > MAX_PREVIEW_LINES:
+            shown.append(f"… {len(preview) - MAX_PREVIEW_LINES} more lines ('{PROG} show ID --json' has them all)")
+        lines.append(f"  [{mark}] {printable(item['tool_name'])} {printable(item['call_id'])}: {shown[0]}")
+        lines.extend(f"        {line}" for line in shown[1:])
     lines.extend(_next_steps(listing, holder))
     out.write("\n".join(lines) + "\n")
     return EXIT_OK

@@ -322,7 +322,7 @@ def test_show_interrupted_opendev_session(populated):
     text = out.stdout
     assert "Status:    interrupted" in text and "Kind:      opendev" in text
     assert "Messages:  12" in text and "Cost:      $0.42" in text
-    assert "[ERR] bash c1: ls\\nout" in text
+    assert "  [ERR] bash c1: ls\n        out\n" in text  # a preview keeps its lines, indented
     steps = text[text.index("Next steps:"):]
     assert f"Resume it (in {proj}):  opendev --resume crashed" in steps
     assert "opendev-snapshot remove crashed" in steps and "opendev-snapshot restore crashed" in steps
