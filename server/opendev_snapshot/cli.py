@@ -496,8 +496,9 @@ def cmd_remove(args, out) -> int:
     try:
         removed = store.remove(sid, force=args.force)
     except errors.SessionRunning as exc:
+        who = describe_holder(exc.holder) if exc.holder else "no lock file; saved moments ago"
         raise CliError(
-            f"session {sid} is running ({describe_holder(exc.holder)}): not removed; "
+            f"session {sid} is running ({who}): not removed; "
             f"'{PROG} remove --force {sid}' removes it anyway"
         ) from exc
     if not removed:
@@ -532,16 +533,23 @@ def cmd_cleanup(args, out) -> int:
     text = []
     if args.skipped:
         skipped = store.list(include_completed=True).skipped
-        moved = [] if args.dry_run or not skipped else store.trash_files([s.name for s in skipped])
+        moved, refused = [], []
+        if skipped and not args.dry_run:
+            moved, refused = store.trash_files([s.name for s in skipped])
+        refused_files = {r.file for r in refused}
         report["skipped"] = [s.to_dict() for s in skipped]
         report["skippedMoved"] = len(skipped) if args.dry_run else len(moved)
+        report["skippedRefused"] = [r.to_dict() for r in refused]
         if skipped:
-            count = len(skipped) if args.dry_run else len(moved)
+            count = report["skippedMoved"]
             noun = "file" if count == 1 else "files"
-            text.append(f"{verb} {count} unusable {noun} to the trash:" if count else "No unusable file could be moved:")
-            text.extend(f"  {printable(s.file)}: {printable(s.reason)}" for s in skipped)
-            if not args.dry_run and len(moved) < len(skipped):
-                text.append(f"  ({len(skipped) - len(moved)} left in place: they changed or went away meanwhile)")
+            text.append(f"{verb} {count} unusable {noun} to the trash:")
+            text.extend(
+                f"  {printable(s.file)}: {printable(s.reason)}" for s in skipped if s.file not in refused_files
+            )
+            if refused:
+                text.append(f"Left {len(refused)} in place:")
+                text.extend(f"  {printable(r.file)}: {printable(r.reason)}" for r in refused)
         else:
             text.append("No unusable files.")
     if args.max_age is not None:
