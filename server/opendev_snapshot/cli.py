@@ -414,29 +414,40 @@ def cmd_list(args, out) -> int:
 
 
 def _next_steps(listing: dict, holder) -> list:
+    """What the user can do with this session: sentences, each command on its own line."""
     sid = listing["session_id"]
     status = listing["status"]
     kind = listing.get("kind") or "opendev"
-    lines = ["", "Next steps:"]
+    remove = ["Discard it (to the trash; undo with 'restore'):", f"{PROG} remove {sid}"]
     if status == "running":
-        lines.append(f"  It is running ({describe_holder(holder) if holder else 'saved moments ago'}): nothing to recover.")
-        lines.append(f"  If that process is stuck or gone:  {PROG} remove --force {sid}")
-        return lines
-    if status == "completed":
-        lines.append("  It completed: there is nothing to recover.")
-        lines.append(f"  Remove it:  {PROG} remove {sid}    (to the trash; undo: {PROG} restore {sid})")
-        return lines
-    project = printable(listing["project_dir"])
-    if kind == "ipython":
+        who = f"pid {printable(holder['pid'])}" if isinstance(holder, dict) and "pid" in holder else "its process"
+        steps = [
+            "It is running: nothing to recover.",
+            f"If {who} is stuck or gone, remove it anyway:",
+            f"{PROG} remove --force {sid}",
+        ]
+    elif status == "completed":
+        steps = ["It completed: there is nothing to recover.", *remove]
+    elif kind == "ipython":
         notebook = listing.get("notebook")
-        if notebook:
-            lines.append(f"  Open the notebook:  {printable(notebook)}")
-        lines.append(f"  Get its code back (in IPython or Jupyter, in {project}):")
-        lines.append("    %load_ext opendev_snapshot")
-        lines.append(f"    %opendev recover {sid}            (or --to FILE.py, or --run)")
+        steps = [f"Open its notebook: {printable(notebook)}"] if notebook else []
+        steps += [
+            f"Get its code back, in IPython or Jupyter in {printable(listing['project_dir'])}:",
+            "%load_ext opendev_snapshot",
+            f"%opendev recover {sid}",
+            "(--to FILE.py writes them to a file, --run runs them)",
+            *remove,
+        ]
     else:
-        lines.append(f"  Resume it (in {project}):  {RESUME_COMMAND.format(sid=sid)}")
-    lines.append(f"  Discard it:  {PROG} remove {sid}    (to the trash; undo: {PROG} restore {sid})")
+        steps = [
+            f"Resume it, in {printable(listing['project_dir'])}:",
+            RESUME_COMMAND.format(sid=sid),
+            *remove,
+        ]
+    lines = ["", "Next steps:"]
+    for step in steps:
+        sentence = step.endswith((":", ".", ")")) or step.startswith(("If ", "It ", "Open ", "("))
+        lines.append(("  " if sentence else "    ") + step)
     return lines
 
 

@@ -323,9 +323,14 @@ def test_show_interrupted_opendev_session(populated):
     assert "Status:    interrupted" in text and "Kind:      opendev" in text
     assert "Messages:  12" in text and "Cost:      $0.42" in text
     assert "  [ERR] bash c1: ls\n        out\n" in text  # a preview keeps its lines, indented
-    steps = text[text.index("Next steps:"):]
-    assert f"Resume it (in {proj}):  opendev --resume crashed" in steps
-    assert "opendev-snapshot remove crashed" in steps and "opendev-snapshot restore crashed" in steps
+    steps = text[text.index("Next steps:"):].splitlines()
+    assert steps == [
+        "Next steps:",
+        f"  Resume it, in {proj}:",
+        "    opendev --resume crashed",
+        "  Discard it (to the trash; undo with 'restore'):",
+        "    opendev-snapshot remove crashed",
+    ]
     as_json = json.loads(cli("--dir", str(d), "show", "crashed", "--json").stdout)
     assert as_json["sessionId"] == "crashed" and as_json["status"] == "interrupted" and as_json["kind"] == "opendev"
 
@@ -334,7 +339,8 @@ def test_show_completed_session_has_nothing_to_recover(populated):
     d, _ = populated
     out = cli("--dir", str(d), "show", "finished")
     assert "Status:    completed" in out.stdout
-    assert "It completed: there is nothing to recover." in out.stdout
+    assert "  It completed: there is nothing to recover.\n" in out.stdout
+    assert "    opendev-snapshot remove finished\n" in out.stdout
     assert "--resume" not in out.stdout
 
 
@@ -345,7 +351,7 @@ def test_show_running_names_the_holder_and_the_way_out(snapshot_dir, live_holder
     assert "Status:    running" in out.stdout
     held = [line for line in out.stdout.splitlines() if line.startswith("Held by:")]
     assert held and f"pid {proc.pid} on " in held[0]
-    assert "opendev-snapshot remove --force live-one" in out.stdout
+    assert f"  If pid {proc.pid} is stuck or gone, remove it anyway:\n    opendev-snapshot remove --force live-one\n" in out.stdout
     assert "--resume" not in out.stdout
 
 
@@ -356,7 +362,8 @@ def test_show_notebook_session_points_at_recover(snapshot_dir):
     out = cli("--dir", str(snapshot_dir), "show", "ipython-4242")
     assert out.returncode == 0, out.stderr
     assert "Kind:      ipython" in out.stdout and "Notebook:  /nb/analysis.ipynb" in out.stdout
-    assert "%opendev recover ipython-4242-abc" in out.stdout
+    assert "  Open its notebook: /nb/analysis.ipynb\n" in out.stdout
+    assert "    %load_ext opendev_snapshot\n    %opendev recover ipython-4242-abc\n" in out.stdout
     assert "--resume" not in out.stdout
 
 
