@@ -304,17 +304,18 @@ def _resolve(store, text: str, *, in_trash: bool = False) -> str:
     except errors.SessionNotFound:
         where = "in the trash of" if in_trash else "in"
         message = f"no session {text!r} {where} {printable(str(store.directory))}"
-        if not in_trash and _in_trash(store, text):
-            message += f"; it is in the trash: {PROG} restore {text}"
+        trashed = None if in_trash else _in_trash(store, text)
+        if trashed:
+            message += f"; it is in the trash: {PROG} restore {trashed}"
         raise CliError(message) from None
 
 
-def _in_trash(store, text: str) -> bool:
+def _in_trash(store, text: str) -> str | None:
+    """The id in the trash that ``text`` names, if exactly one."""
     try:
-        store.resolve_id(text, in_trash=True)
+        return store.resolve_id(text, in_trash=True)
     except errors.SnapshotError:
-        return False
-    return True
+        return None
 
 
 # ------------------------------------------------------------------ listing
@@ -670,8 +671,20 @@ def _message(exc: BaseException) -> tuple:
     return f"internal error: {type(exc).__name__}: {exc} (please report it; -v shows the traceback)", EXIT_FAIL
 
 
+def _safe_streams() -> None:
+    """Text that cannot be encoded (a lone surrogate from a name that is not
+    UTF-8, a terminal in another encoding) is written as an escape, never
+    raised as an error halfway through a table."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (tests, IDEs)
+            pass
+
+
 def main(argv: list | None = None) -> int:
     verbose = False
+    _safe_streams()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

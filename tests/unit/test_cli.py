@@ -579,6 +579,17 @@ def test_control_characters_are_made_visible_everywhere(snapshot_dir, live_holde
     assert "x\\e[2J_session_snapshot.json" in text
 
 
+def test_text_a_stream_cannot_encode_is_escaped_not_fatal(snapshot_dir, live_holder):
+    SnapshotStore(snapshot_dir).save(dict(new_record("umlaut", "/home/j\u00fcrgen/\u65e5\u672c"), snapshot_timestamp_ms=1))
+    out = cli("--dir", str(snapshot_dir), "list", env={"PYTHONIOENCODING": "ascii"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\t")[-1] == "/home/j\\xfcrgen/\\u65e5\\u672c\n"
+    live_holder("lone", lock_text='{"pid": 1, "host": "a\\ud800b", "startedMs": 1, "kind": "opendev"}')
+    out = cli("--dir", str(snapshot_dir), "show", "lone")  # a lone surrogate from the lock file's JSON
+    assert out.returncode == 0, out.stderr
+    assert "Held by:   pid 1 on a\\ud800b" in out.stdout
+
+
 # ---------------------------------------------------------------- progress
 def test_no_progress_bar_when_stderr_is_not_a_terminal(snapshot_dir):
     s = SnapshotStore(snapshot_dir)
