@@ -1,0 +1,192 @@
+"""The per-session update lock: read-modify-write serialised across processes.
+
+Every write of a session (``save``, ``update`` and so ``record_tool_result``
+and ``mark_completed``, ``remove``, ``restore``, a claim, a cleanup's
+removal) runs under this lock, so no acknowledged update is lost to a
+concurrent read-modify-write in another process, and nobody claims a
+session half-way through its removal.
+
+It is an OFD byte-range lock (``fcntl.F_OFD_SETLK``, Linux) on one hidden
+file, ``.opendev-update.lock``, at an offset hashed from the session id:
+
+- the OS releases it when its holder dies, like the liveness lock;
+- it never touches ``{id}_session_snapshot.lock``, so it does not disturb
+  liveness (creating a lock file for a lock-less snapshot written by the
+  Rust agent would wrongly flip it to ``interrupted``);
+- OFD locks belong to the open file description, so two stores in one
+  process exclude each other too, and closing another fd of the file
+  drops nothing (unlike classic ``lockf`` locks).
+
+Two bytes per id make a turnstile, so a process updating in a tight loop
+cannot starve another: everyone takes the *gate* byte, then the *main*
+byte, then lets the gate go; a waiter for the main byte holds the gate, so
+a holder that comes back for more queues at the gate behind it. Waiting polls with a short backoff and gives
+up with a :class:`StorageError` after ``timeout`` seconds (a stopped
+process holding it), never a hang. Where OFD locks are missing, classic
+``lockf`` byte-range locks are used (same semantics between processes).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import struct
+import threading
+import time
+from contextlib import contextmanager
+
+from .errors import StorageError
+from .forksafe import close_tracked, open_tracked, set_owner
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: in-process serialisation only
+    fcntl = None  # type: ignore[assignment]
+
+UPDATE_LOCK_NAME = ".opendev-update.lock"
+DEFAULT_TIMEOUT_S = 30.0
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None) if fcntl is not None else None
+_BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
+
+
+def offset_of(session_id: str) -> int:
+    """The main byte of ``session_id`` (even; the gate byte follows it)."""
+    digest = hashlib.blake2b(session_id.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return (int.from_bytes(digest, "big") >> 3) * 2  # < 2**62: any off_t holds it
+
+
+def _ofd(fd: int, kind: int, start: int) -> bool:
+    # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid;} (LP64)
+    arg = struct.pack("@hhqqi4x", kind, os.SEEK_SET, start, 1, 0)
+    try:
+        fcntl.fcntl(fd, _OFD_SETLK, arg)
+        return True
+    except OSError as exc:
+        if exc.errno in _BUSY:
+            return False
+        raise
+
+
+def _try(fd: int, start: int) -> bool:
+    if _OFD_SETLK is not None:
+        return _ofd(fd, fcntl.F_WRLCK, start)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, start)
+        return True
+    except OSError as exc:
+        if exc.errno in _BUSY:
+            return False
+        raise
+
+
+def _unlock(fd: int, start: int) -> None:
+    if _OFD_SETLK is not None:
+        _ofd(fd, fcntl.F_UNLCK, start)
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, start)
+
+
+class UpdateLocks:
+    """The update locks of one directory (one fd, opened on first use)."""
+
+    def __init__(self, directory: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        self.path = os.path.join(directory, UPDATE_LOCK_NAME)
+        self.timeout = timeout
+        self.fd = -1
+        self._ino = None
+        self._local = threading.RLock()  # the OFD lock is shared by this store's threads
+        self._depth: dict = {}
+
+    def _open(self) -> int:
+        if self.fd < 0:
+            try:
+                fd = open_tracked(self.path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                raise StorageError("cannot open the update lock", self.path, exc) from exc
+            set_owner(fd, self)
+            self.fd, self._ino = fd, os.fstat(fd).st_ino
+        return self.fd
+
+    def _current(self) -> bool:
+        """Our file is still the one at the path (not a replaced directory)."""
+        try:
+            return os.stat(self.path, follow_symlinks=False).st_ino == self._ino
+        except OSError:
+            return False
+
+    def _reopen(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            close_tracked(fd)
+
+    @contextmanager
+    def hold(self, session_id: str):
+        """Hold ``session_id``'s update lock for the ``with`` block (re-entrant)."""
+        with self._local:
+            if self._depth.get(session_id):
+                self._depth[session_id] += 1
+                try:
+                    yield
+                finally:
+                    self._depth[session_id] -= 1
+                return
+            if fcntl is None:  # pragma: no cover - Windows
+                self._depth[session_id] = 1
+                try:
+                    yield
+                finally:
+                    del self._depth[session_id]
+                return
+            main = offset_of(session_id)
+            fd = self._acquire(session_id, main)
+            self._depth[session_id] = 1
+            try:
+                yield
+            finally:
+                del self._depth[session_id]
+                if fd == self.fd:  # else: closed by a fork or a re-open, nothing to unlock
+                    _unlock(fd, main)
+
+    def _acquire(self, session_id: str, main: int) -> int:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            fd = self._open()
+            try:
+                delay = 0.00005
+                while not _try(fd, main + 1):  # the gate: next in line
+                    delay = self._pause(session_id, deadline, delay)
+                try:
+                    while not _try(fd, main):
+                        delay = self._pause(session_id, deadline, delay)
+                finally:
+                    _unlock(fd, main + 1)
+                if self._current():
+                    return fd
+                _unlock(fd, main)  # the directory was replaced: lock the new file
+                self._reopen()
+            except StorageError:
+                raise
+            except OSError as exc:
+                raise StorageError("cannot lock the update lock", self.path, exc) from exc
+
+    def _pause(self, session_id: str, deadline: float, delay: float) -> float:
+        if time.monotonic() > deadline:
+            raise StorageError(
+                f"timed out after {self.timeout:g} s waiting for another process's update of session "
+                f"{session_id!r} (is a process holding it stopped?); lock file",
+                self.path,
+            )
+        time.sleep(delay)
+        return min(delay * 2, 0.002)
+
+    def close(self) -> None:
+        with self._local:
+            self._reopen()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the fd is closed already; nothing is held."""
+        self.fd = -1
+        self._local = threading.RLock()
+        self._depth.clear()
