@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from . import codec, liveness, trash
 from .cache import read_snapshot_file
 from .catalog import Skipped
+from .durable import fsync_dir, temp_name
+from .forksafe import close_tracked, open_tracked
 from .errors import AmbiguousId, InvalidSnapshot, NotInTrash, SessionExists, SessionNotFound, SessionRunning, StorageError
 from .index import INDEX_NAME
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
@@ -119,11 +121,13 @@ def restore(store: "SnapshotStore", session_id: str) -> dict:
             raise NotInTrash(session_id)
         text = trash.read_lock_text(entry)
         try:
-            path = trash.take(directory, entry, name)
+            path = trash.take(directory, entry, name, sync=False)
         except FileExistsError:
             raise SessionExists(session_id) from None
         if text is not None:
             _put_lock_text(directory, session_id + LOCK_SUFFIX, text)
+        fsync_dir(directory)  # the snapshot and its lock file, durable before we return
+        fsync_dir(trash.trash_dir(directory))
         record = read_usable(path, session_id)
     return store.listing(record)
 
@@ -136,18 +140,23 @@ def _usable(entry: trash.Entry, session_id: str) -> bool:
 
 
 def _put_lock_text(directory: str, lock_name: str, text: bytes) -> None:
-    """The lock file back, unlocked, unless one exists (then it is someone's)."""
-    from .durable import write_atomic
-
+    """The lock file back, unlocked, unless one exists (then it is someone's).
+    Written whole and fsynced under a temporary name, then linked into place
+    (a link never replaces); the caller fsyncs the directory."""
     lock_path = os.path.join(directory, lock_name)
     if os.path.lexists(lock_path):
         return
-    tmp_name = "." + lock_name + ".restore-" + os.urandom(6).hex() + ".tmp"
-    tmp = write_atomic(directory, tmp_name, text, what="lock file")
+    tmp = os.path.join(directory, temp_name(lock_name))
     try:
+        fd = open_tracked(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.write(fd, text)
+            os.fsync(fd)
+        finally:
+            close_tracked(fd)
         os.link(tmp, lock_path)
     except OSError:
-        pass  # created meanwhile, or no hard links: a lock file is only for display
+        pass  # created meanwhile, or no hard links: a lock file's text is only for display
     finally:
         try:
             os.unlink(tmp)

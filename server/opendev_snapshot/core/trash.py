@@ -190,9 +190,10 @@ def read_lock_text(entry: Entry) -> bytes | None:
         close_tracked(fd)
 
 
-def take(directory: str, entry: Entry, target_name: str) -> str:
+def take(directory: str, entry: Entry, target_name: str, *, sync: bool = True) -> str:
     """Put ``entry`` back as ``directory/target_name``, never over an
-    existing file (``FileExistsError``); durable. Returns the new path."""
+    existing file (``FileExistsError``); durable (``sync=False``: the caller
+    fsyncs both directories before it returns). Returns the new path."""
     target = os.path.join(directory, target_name)
     try:
         os.link(entry.path, target)  # atomic, and refuses to replace
@@ -209,8 +210,9 @@ def take(directory: str, entry: Entry, target_name: str) -> str:
         _unlink_quietly(entry.path)
     if entry.lock_path is not None:
         _unlink_quietly(entry.lock_path)
-    fsync_dir(directory)
-    fsync_dir(trash_dir(directory))
+    if sync:
+        fsync_dir(directory)
+        fsync_dir(trash_dir(directory))
     return target
 
 
