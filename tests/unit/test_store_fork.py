@@ -22,9 +22,12 @@ HOLDER = textwrap.dedent(
     record["snapshot_timestamp_ms"] -= 10 * 3600 * 1000  # old: only the lock says running
     store.save(record, claim=True)
 
+    def say(line):  # one write(2) per line: parent and child share the pipe
+        os.write(1, (line + "\\n").encode())
+
     def child_report():
         # what the child believes about the claim, then outlive the parent
-        print(f"child holds={store.holds('forked')} held={store.held_sessions()}", flush=True)
+        say(f"child holds={store.holds('forked')} held={store.held_sessions()}")
         time.sleep(120)
 
     if mode == "multiprocessing":
@@ -44,7 +47,7 @@ HOLDER = textwrap.dedent(
             close_fds=False, preexec_fn=lambda: None,
         )
         pid = child.pid
-    print(f"pid {pid}", flush=True)
+    say(f"pid {pid}")
     time.sleep(120)
     """
 )

@@ -112,13 +112,13 @@ def restore(store: "SnapshotStore", session_id: str) -> dict:
     if not os.path.isdir(trash.trash_dir(directory)):
         raise NotInTrash(session_id)
     with store._mutex, store._updates.hold(session_id):
-        if os.path.lexists(os.path.join(directory, name)):
-            raise SessionExists(session_id)
         for entry in trash.entries(directory):
             if entry.name == name and _usable(entry, session_id):
                 break
         else:
             raise NotInTrash(session_id)
+        if os.path.lexists(os.path.join(directory, name)):
+            raise SessionExists(session_id)
         text = trash.read_lock_text(entry)
         try:
             path = trash.take(directory, entry, name, sync=False)
