@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 _registry_lock = threading.Lock()
 _tracked: dict = {}  # fd -> the object whose ``fd`` attribute it is (or None)
-_child_hooks: list = []
+_forgetters: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def open_tracked(path: str, flags: int, mode: int = 0o600) -> int:
@@ -44,9 +45,9 @@ def close_tracked(fd: int) -> None:
         os.close(fd)
 
 
-def in_child(hook) -> None:
-    """Run ``hook()`` in every forked child, after the fds are closed."""
-    _child_hooks.append(hook)
+def forget_in_child(obj) -> None:
+    """Call ``obj.forget_after_fork()`` in every forked child, after the fds are closed."""
+    _forgetters.add(obj)
 
 
 def _before_fork() -> None:
@@ -68,10 +69,10 @@ def _after_fork_in_child() -> None:
             owner.fd = -1
     _tracked.clear()
     _registry_lock = threading.Lock()
-    for hook in list(_child_hooks):
+    for obj in list(_forgetters):
         try:
-            hook()
-        except Exception:  # noqa: BLE001 - a child must come up whatever a hook does
+            obj.forget_after_fork()
+        except Exception:  # noqa: BLE001 - a child must come up whatever happens here
             pass
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -23,65 +22,32 @@ from .catalog import Catalog, ListResult, Skipped
 from .cleanup import CleanupResult, cleanup
 from .durable import ensure_dir, write_atomic
 from .errors import InvalidSnapshot, SessionNotFound, SessionRunning, StorageError
-from .forksafe import in_child
+from .forksafe import forget_in_child
 from .claims import Claims
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
 from .records import (
-    COMPLETED,
-    DEFAULT_STALE_AFTER_MS,
-    INTERRUPTED,
-    RUNNING,
-    append_tool_result,
-    complete_record,
-    new_record,
-    now_ms,
+    COMPLETED, DEFAULT_STALE_AFTER_MS, INTERRUPTED, RUNNING, append_tool_result, complete_record, new_record, now_ms,
+    tool_result_entry,
 )
 from .redact import redact
 from .serial import UpdateLocks
-from .validation import check_record, check_session_id, check_tool_result, check_u64
+from .validation import check_record, check_session_id, check_u64
 
 from ._log import logger
 
 __all__ = [
-    "COMPLETED",
-    "INTERRUPTED",
-    "RUNNING",
-    "CleanupResult",
-    "ListResult",
-    "Skipped",
-    "SnapshotStore",
-    "new_record",
-    "now_ms",
+    "COMPLETED", "INTERRUPTED", "RUNNING", "CleanupResult", "ListResult", "Skipped", "SnapshotStore", "new_record", "now_ms",
 ]
 
 DEFAULT_TRASH_RETENTION_MS = 7 * 24 * 3600 * 1000
-_stores: "weakref.WeakSet[SnapshotStore]" = weakref.WeakSet()
-
-
-def _reset_in_child() -> None:
-    """In a forked child: lock fds are closed (:mod:`.forksafe`), so this
-    process holds nothing; a mutex held by another thread at fork is gone."""
-    for store in list(_stores):
-        store._mutex = threading.RLock()
-        store._claims.forget_after_fork()
-        store._updates.forget_after_fork()
-
-
-in_child(_reset_in_child)
 
 
 class SnapshotStore:
     """One snapshot directory (see ``docs/CORE_API.md``)."""
 
     def __init__(
-        self,
-        directory: str | os.PathLike,
-        *,
-        stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
-        watch: bool = False,
-        use_index: bool = True,
-        redact_secrets: bool = True,
-        trash_retention_ms: int = DEFAULT_TRASH_RETENTION_MS,
+        self, directory: str | os.PathLike, *, stale_after_ms: int = DEFAULT_STALE_AFTER_MS, watch: bool = False,
+        use_index: bool = True, redact_secrets: bool = True, trash_retention_ms: int = DEFAULT_TRASH_RETENTION_MS,
         holder_info: dict | None = None,
     ) -> None:
         self.directory = Path(directory)
@@ -93,7 +59,14 @@ class SnapshotStore:
         self._mutex = threading.RLock()
         self._updates = UpdateLocks(self._dir)
         self._catalog = Catalog(self._dir, self.describe, watch=watch, use_index=use_index)
-        _stores.add(self)
+        forget_in_child(self)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child (:mod:`.forksafe`): the lock fds are closed, so
+        nothing is held; a mutex another thread held at the fork is replaced."""
+        self._mutex = threading.RLock()
+        self._claims.forget_after_fork()
+        self._updates.forget_after_fork()
 
     # ------------------------------------------------------------------ paths
     def snapshot_path(self, session_id: str) -> Path:
@@ -160,14 +133,7 @@ class SnapshotStore:
 
     def record_tool_result(self, session_id: str, entry: dict, *, max_entries: int = 10, preview_chars: int = 500) -> int:
         """Append a tool result (preview redacted, then cut), re-stamp, save; returns count."""
-        clean = check_tool_result(entry, "entry")
-        check_u64(max_entries, "max_entries")
-        if type(preview_chars) is not int or preview_chars < 0:
-            raise InvalidSnapshot("preview_chars", "must be a non-negative integer")
-        preview = clean["output_preview"]
-        if self.redact_secrets:  # before the cut, so a token it would split is still whole
-            preview = redact(preview[: preview_chars + 1024]) if len(preview) > 4096 else redact(preview)
-        clean["output_preview"] = preview[:preview_chars]
+        clean = tool_result_entry(entry, max_entries, preview_chars, redact if self.redact_secrets else None)
 
         def append(record: dict) -> None:
             append_tool_result(record, clean, max_entries)
@@ -317,15 +283,11 @@ class SnapshotStore:
 
     # --------------------------------------------------------------- cleanup
     def cleanup(
-        self,
-        max_age_ms: int,
-        *,
-        dry_run: bool = False,
-        include_incomplete: bool = True,
+        self, max_age_ms: int, *, dry_run: bool = False, include_incomplete: bool = True,
         progress: Callable[[int, int], None] | None = None,
     ) -> CleanupResult:
-        """Remove snapshots older than ``max_age_ms`` (never a running one),
-        stale temporary files (> 1 h) and unlocked orphan lock files."""
+        """Snapshots older than ``max_age_ms`` to the trash (never a running one), stale
+        temporary files (> 1 h) and orphan lock files removed, old trash entries purged."""
         with self._mutex:
             return cleanup(self, max_age_ms, dry_run=dry_run, include_incomplete=include_incomplete, progress=progress)
 
