@@ -34,7 +34,6 @@ import os
 import struct
 import threading
 import time
-from contextlib import contextmanager
 
 from .errors import StorageError
 from .forksafe import close_tracked, open_tracked, set_owner
@@ -57,11 +56,12 @@ def offset_of(session_id: str) -> int:
     return (int.from_bytes(digest, "big") >> 3) * 2  # < 2**62: any off_t holds it
 
 
-def _ofd(fd: int, kind: int, start: int) -> bool:
-    # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid;} (LP64)
-    arg = struct.pack("@hhqqi4x", kind, os.SEEK_SET, start, 1, 0)
+_FLOCK = struct.Struct("@hhqqi4x")  # struct flock {short l_type, l_whence; off_t l_start, l_len; pid_t l_pid;} (LP64)
+
+
+def _ofd(fd: int, kind: int, start: int, length: int = 1) -> bool:
     try:
-        fcntl.fcntl(fd, _OFD_SETLK, arg)
+        fcntl.fcntl(fd, _OFD_SETLK, _FLOCK.pack(kind, os.SEEK_SET, start, length, 0))
         return True
     except OSError as exc:
         if exc.errno in _BUSY:
@@ -69,11 +69,11 @@ def _ofd(fd: int, kind: int, start: int) -> bool:
         raise
 
 
-def _try(fd: int, start: int) -> bool:
+def _try(fd: int, start: int, length: int = 1) -> bool:
     if _OFD_SETLK is not None:
-        return _ofd(fd, fcntl.F_WRLCK, start)
+        return _ofd(fd, fcntl.F_WRLCK, start, length)
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, start)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
         return True
     except OSError as exc:
         if exc.errno in _BUSY:
@@ -86,6 +86,23 @@ def _unlock(fd: int, start: int) -> None:
         _ofd(fd, fcntl.F_UNLCK, start)
     else:
         fcntl.lockf(fd, fcntl.LOCK_UN, 1, start)
+
+
+_offsets: dict = {}  # session id -> offset (a hash: computed once)
+
+
+class _Hold:
+    __slots__ = ("_locks", "_sid", "_fd", "_main")
+
+    def __init__(self, locks: "UpdateLocks", session_id: str) -> None:
+        self._locks, self._sid = locks, session_id
+
+    def __enter__(self) -> "_Hold":
+        self._fd, self._main = self._locks._enter(self._sid)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._locks._exit(self._sid, self._fd, self._main)
 
 
 class UpdateLocks:
@@ -121,47 +138,26 @@ class UpdateLocks:
             fd, self.fd = self.fd, -1
             close_tracked(fd)
 
-    @contextmanager
-    def hold(self, session_id: str):
-        """Hold ``session_id``'s update lock for the ``with`` block (re-entrant)."""
-        with self._local:
-            if self._depth.get(session_id):
-                self._depth[session_id] += 1
-                try:
-                    yield
-                finally:
-                    self._depth[session_id] -= 1
-                return
-            if fcntl is None:  # pragma: no cover - Windows
-                self._depth[session_id] = 1
-                try:
-                    yield
-                finally:
-                    del self._depth[session_id]
-                return
-            main = offset_of(session_id)
-            fd = self._acquire(session_id, main)
-            self._depth[session_id] = 1
-            try:
-                yield
-            finally:
-                del self._depth[session_id]
-                if fd == self.fd:  # else: closed by a fork or a re-open, nothing to unlock
-                    _unlock(fd, main)
+    def hold(self, session_id: str) -> "_Hold":
+        """``with locks.hold(sid):`` holds ``sid``'s update lock (re-entrant)."""
+        return _Hold(self, session_id)
 
     def _acquire(self, session_id: str, main: int) -> int:
         deadline = time.monotonic() + self.timeout
         while True:
             fd = self._open()
             try:
-                delay = 0.00005
-                while not _try(fd, main + 1):  # the gate: next in line
-                    delay = self._pause(session_id, deadline, delay)
-                try:
-                    while not _try(fd, main):
+                if not _try(fd, main, 2):  # uncontended: gate and main in one call
+                    delay = 0.00005
+                    while not _try(fd, main + 1):  # the gate: next in line
                         delay = self._pause(session_id, deadline, delay)
-                finally:
-                    _unlock(fd, main + 1)
+                    try:
+                        while not _try(fd, main):
+                            delay = self._pause(session_id, deadline, delay)
+                    except BaseException:
+                        _unlock(fd, main + 1)
+                        raise
+                _unlock(fd, main + 1)
                 if self._current():
                     return fd
                 _unlock(fd, main)  # the directory was replaced: lock the new file
@@ -180,6 +176,37 @@ class UpdateLocks:
             )
         time.sleep(delay)
         return min(delay * 2, 0.002)
+
+    def _enter(self, session_id: str) -> tuple:
+        self._local.acquire()
+        try:
+            depth = self._depth.get(session_id)
+            if depth:
+                self._depth[session_id] = depth + 1
+                return -1, 0
+            main = _offsets.get(session_id)
+            if main is None:
+                if len(_offsets) > 10_000:
+                    _offsets.clear()
+                main = _offsets[session_id] = offset_of(session_id)
+            fd = self._acquire(session_id, main) if fcntl is not None else -1
+            self._depth[session_id] = 1
+            return fd, main
+        except BaseException:
+            self._local.release()
+            raise
+
+    def _exit(self, session_id: str, fd: int, main: int) -> None:
+        try:
+            depth = self._depth[session_id] - 1
+            if depth:
+                self._depth[session_id] = depth
+            else:
+                del self._depth[session_id]
+                if fd >= 0 and fd == self.fd:  # else: closed by a fork or a re-open, nothing to unlock
+                    _unlock(fd, main)
+        finally:
+            self._local.release()
 
     def close(self) -> None:
         with self._local:

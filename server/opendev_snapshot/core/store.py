@@ -31,7 +31,7 @@ from .records import (
 )
 from .redact import redact
 from .serial import UpdateLocks
-from .validation import check_record, check_session_id, check_u64
+from .validation import MAX_ENCODED_BYTES, check_record, check_session_id, check_u64
 
 from ._log import logger
 
@@ -114,7 +114,13 @@ class SnapshotStore:
         return clean
 
     def _write(self, clean: dict) -> str:
-        data = codec.encode(clean)  # refuses > 1 MiB
+        """Encode a record ``_prepare`` validated (once: not again) and write it durably."""
+        data = codec.encode_record(clean)
+        if len(data) > MAX_ENCODED_BYTES:
+            raise InvalidSnapshot(
+                "last_tool_results" if clean["last_tool_results"] else "project_dir",
+                f"snapshot encodes to {len(data)} bytes, over the 1 MiB limit",
+            )
         return write_atomic(self._dir, clean["session_id"] + SNAPSHOT_SUFFIX, data, what="snapshot")
 
     def update(self, session_id: str, fn: Callable[[dict], object]) -> dict:
