@@ -44,8 +44,8 @@ _PREFIXED = [
     # (kind, literals one of which every token contains, regular expression)
     ("anthropic-key", ("sk-ant-",), r"sk-ant-(?:(?:api|admin|sid)[0-9]{2}-[A-Za-z0-9_-]{16,}|[A-Za-z0-9_-]{24,})"),
     ("openai-key", ("sk-",), r"sk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{16,}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|sk-[A-Za-z0-9]{40,}"),
-    ("github-token", ("gh", "github_pat_"), r"(?:(?:ghp|gho|ghu|ghs|ghr)_|github_pat_)[A-Za-z0-9_]{30,}"),
-    ("gitlab-token", ("gl",), r"gl(?:pat|dt|rt|ptt|cbt|imt|ft|oas|soat|agent)-[A-Za-z0-9_-]{20,}"),
+    ("github-token", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"), r"(?:(?:ghp|gho|ghu|ghs|ghr)_|github_pat_)[A-Za-z0-9_]{30,}"),
+    ("gitlab-token", tuple(f"gl{p}-" for p in ("pat", "dt", "rt", "ptt", "cbt", "imt", "ft", "oas", "soat", "agent")), r"gl(?:pat|dt|rt|ptt|cbt|imt|ft|oas|soat|agent)-[A-Za-z0-9_-]{20,}"),
     ("slack-token", ("xox", "xapp-"), r"(?:xox[abposre]-|xapp-[0-9]-)[A-Za-z0-9-]{10,}"),
     ("aws-access-key-id", ("AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA", "AROA", "ASCA"),
      r"(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)[A-Z0-9]{16}"),
