@@ -547,7 +547,9 @@ def test_cleanup_leaves_a_session_rewritten_meanwhile(snapshot_dir, monkeypatch)
 
     real = cleanup_module._same_file
     monkeypatch.setattr(cleanup_module, "_same_file", lambda path, key: real(path, ("changed",)))
+    holder_text = (snapshot_dir / "dead_session_snapshot.lock").read_bytes()
     assert s.cleanup(HOUR).session_ids == []
+    assert (snapshot_dir / "dead_session_snapshot.lock").read_bytes() == holder_text  # not rewritten by cleanup
     assert (snapshot_dir / "dead_session_snapshot.json").exists()
     assert (snapshot_dir / "dead_session_snapshot.lock").exists()  # its lock file is not ours to drop
     assert s.list().sessions[0]["status"] == INTERRUPTED

@@ -150,3 +150,18 @@ def test_a_fifo_at_the_lock_path_is_never_opened_for_its_text(store, snapshot_di
     os.mkfifo(snapshot_dir / f"f{LOCK}")
     assert store.lock_info("f") is None and store.lock_holder("f") is None
     assert store.list().sessions[0]["kind"] == "opendev"
+
+
+def test_a_transient_lock_leaves_the_holder_text_alone(snapshot_dir):
+    from opendev_snapshot.core import liveness
+
+    snapshot_dir.mkdir()
+    path = str(snapshot_dir / f"s{LOCK}")
+    (snapshot_dir / f"s{LOCK}").write_text('{"pid": 1, "kind": "ipython", "notebook": "/n.ipynb"}\n')
+    lock = liveness.acquire(path, None)  # a removal's or a cleanup's instant
+    assert lock is not None
+    assert (snapshot_dir / f"s{LOCK}").read_text() == '{"pid": 1, "kind": "ipython", "notebook": "/n.ipynb"}\n'
+    lock.release()
+    claimed = liveness.acquire(path, b'{"pid": 2}\n')  # a claim writes its own
+    assert (snapshot_dir / f"s{LOCK}").read_text() == '{"pid": 2}\n'
+    claimed.release()
