@@ -105,15 +105,28 @@ def test_a_file_naming_another_session_is_not_removed_as_that_session(store, sna
     (snapshot_dir / f"abc-backup{SNAP}").write_bytes(backup)  # content says "abc"
     with pytest.raises(StorageError, match="its content is session 'abc'"):
         store.load("abc-backup")
-    with pytest.raises(StorageError, match="not usable"):
-        store.remove("abc-backup")
-    store.cleanup(0)
-    assert (snapshot_dir / f"abc{SNAP}").exists() and (snapshot_dir / f"abc{LOCK}").exists()
+    store.cleanup(0)  # cleanup leaves it alone: it is listed as skipped
     assert (snapshot_dir / f"abc-backup{SNAP}").exists()
-    moved, refused = store.trash_files([f"abc-backup{SNAP}"])
-    assert moved == [f"abc-backup{SNAP}"] and refused == []
-    assert visible(snapshot_dir) == [f"abc{SNAP}", f"abc{LOCK}"]
+    assert store.remove("abc-backup") is True  # by its name, as the file it is
+    assert visible(snapshot_dir) == [f"abc{SNAP}", f"abc{LOCK}"]  # abc's file and lock untouched
     assert store.list().sessions[0]["status"] == RUNNING
+    assert peer.call("load", session_id="abc")["session_id"] == "abc"
+    (entry,) = store.list_trash()
+    assert entry["file"] == f"abc-backup{SNAP}" and entry["snapshot"] is None  # not a snapshot of abc-backup
+    with pytest.raises(NotInTrash):
+        store.restore("abc-backup")  # only usable snapshots come back; the file stays in the trash
+
+
+def test_an_unusable_file_is_removed_as_it_is_after_its_own_liveness_check(store, snapshot_dir, peer):
+    snapshot_dir.mkdir(exist_ok=True)
+    (snapshot_dir / f"bad{SNAP}").write_text("{")
+    os.symlink("/nonexistent", snapshot_dir / f"dangling{SNAP}")
+    peer.call("claim", session_id="bad")  # a live process holds bad's lock
+    with pytest.raises(SessionRunning):
+        store.remove("bad")
+    assert store.remove("dangling") is True
+    assert not os.path.lexists(snapshot_dir / f"dangling{SNAP}")
+    assert store.remove("bad", force=True) is True and visible(snapshot_dir) == []
 
 
 # ------------------------------------------------------------------ trash

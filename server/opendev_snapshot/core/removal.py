@@ -10,9 +10,11 @@ lock file is deleted. A lock-less snapshot (the Rust agent's) younger than
 ``stale_after_ms`` is running by the contract's rule and refused too.
 
 Everything is keyed by the file *name*: a file whose content names another
-session is not a usable snapshot (``load`` and ``remove`` refuse it,
-``trash_files`` moves it), so removing it can never touch that other
-session's lock.
+session, or that is no snapshot at all (corrupt, a link, a FIFO), is moved
+to the trash as the entry it is, after the liveness check of *its* name's
+lock, so removing it can never touch another session's files or lock.
+``load`` refuses such a file; ``restore`` brings back usable snapshots only
+(the others stay in ``.trash/`` for the retention time).
 """
 
 from __future__ import annotations
@@ -63,10 +65,13 @@ def remove(store: "SnapshotStore", session_id: str, force: bool) -> bool:
     path = os.path.join(directory, session_id + SNAPSHOT_SUFFIX)
     lock_path = os.path.join(directory, session_id + LOCK_SUFFIX)
     with store._mutex, store._updates.hold(session_id):
-        record = read_usable(path, session_id)
-        if record is None:
+        if not os.path.lexists(path):
             store._drop_lock(session_id, only_if_unlocked=True)
             return False
+        try:
+            record = read_usable(path, session_id)
+        except StorageError:
+            record = None  # not a usable snapshot of this id: moved as the entry it is
         transient = None
         if not store.holds(session_id):
             had_lock_file = os.path.lexists(lock_path)
@@ -76,7 +81,7 @@ def remove(store: "SnapshotStore", session_id: str, force: bool) -> bool:
                 raise StorageError("cannot lock session", lock_path, exc) from exc
             if transient is None and not force:
                 raise SessionRunning(session_id, liveness.read_info(lock_path))
-            if transient is not None and not had_lock_file and not force and store.running_by_age(record):
+            if transient is not None and not had_lock_file and not force and record and store.running_by_age(record):
                 _unlink_same(lock_path, transient)
                 transient.release()
                 raise SessionRunning(session_id, None)

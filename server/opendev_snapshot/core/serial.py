@@ -15,7 +15,11 @@ file, ``.opendev-update.lock``, at an offset hashed from the session id:
   Rust agent would wrongly flip it to ``interrupted``);
 - OFD locks belong to the open file description, so two stores in one
   process exclude each other too, and closing another fd of the file
-  drops nothing (unlike classic ``lockf`` locks).
+  drops nothing (unlike classic ``lockf`` locks);
+- the file is opened for each hold and closed after it: nothing stays open
+  for writing (a file system with a file open for writing cannot be
+  remounted read-only), and a directory deleted and re-created is simply
+  the new file next time.
 
 Two bytes per id make a turnstile, so a process updating in a tight loop
 cannot starve another: everyone takes the *gate* byte, then the *main*
@@ -106,15 +110,18 @@ class _Hold:
 
 
 class UpdateLocks:
-    """The update locks of one directory (one fd, opened on first use)."""
+    """The update locks of one directory."""
 
     def __init__(self, directory: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         self.path = os.path.join(directory, UPDATE_LOCK_NAME)
         self.timeout = timeout
-        self.fd = -1
-        self._ino = None
+        self.fd = -1  # open while a hold is in force (one fd for this store's nested holds)
         self._local = threading.RLock()  # the OFD lock is shared by this store's threads
         self._depth: dict = {}
+
+    def hold(self, session_id: str) -> "_Hold":
+        """``with locks.hold(sid):`` holds ``sid``'s update lock (re-entrant)."""
+        return _Hold(self, session_id)
 
     def _open(self) -> int:
         if self.fd < 0:
@@ -123,49 +130,36 @@ class UpdateLocks:
             except OSError as exc:
                 raise StorageError("cannot open the update lock", self.path, exc) from exc
             set_owner(fd, self)
-            self.fd, self._ino = fd, os.fstat(fd).st_ino
+            self.fd = fd
         return self.fd
 
-    def _current(self) -> bool:
-        """Our file is still the one at the path (not a replaced directory)."""
-        try:
-            return os.stat(self.path, follow_symlinks=False).st_ino == self._ino
-        except OSError:
-            return False
-
-    def _reopen(self) -> None:
-        if self.fd >= 0:
+    def _close_if_idle(self) -> None:
+        if self.fd >= 0 and not self._depth:
             fd, self.fd = self.fd, -1
-            close_tracked(fd)
-
-    def hold(self, session_id: str) -> "_Hold":
-        """``with locks.hold(sid):`` holds ``sid``'s update lock (re-entrant)."""
-        return _Hold(self, session_id)
+            close_tracked(fd)  # drops every lock taken through it
 
     def _acquire(self, session_id: str, main: int) -> int:
         deadline = time.monotonic() + self.timeout
-        while True:
-            fd = self._open()
-            try:
-                if not _try(fd, main, 2):  # uncontended: gate and main in one call
-                    delay = 0.00005
-                    while not _try(fd, main + 1):  # the gate: next in line
+        fd = self._open()
+        try:
+            if not _try(fd, main, 2):  # uncontended: gate and main in one call
+                delay = 0.00005
+                while not _try(fd, main + 1):  # the gate: next in line
+                    delay = self._pause(session_id, deadline, delay)
+                try:
+                    while not _try(fd, main):
                         delay = self._pause(session_id, deadline, delay)
-                    try:
-                        while not _try(fd, main):
-                            delay = self._pause(session_id, deadline, delay)
-                    except BaseException:
-                        _unlock(fd, main + 1)
-                        raise
-                _unlock(fd, main + 1)
-                if self._current():
-                    return fd
-                _unlock(fd, main)  # the directory was replaced: lock the new file
-                self._reopen()
-            except StorageError:
-                raise
-            except OSError as exc:
-                raise StorageError("cannot lock the update lock", self.path, exc) from exc
+                except BaseException:
+                    _unlock(fd, main + 1)
+                    raise
+            _unlock(fd, main + 1)
+            return fd
+        except StorageError:
+            self._close_if_idle()
+            raise
+        except OSError as exc:
+            self._close_if_idle()
+            raise StorageError("cannot lock the update lock", self.path, exc) from exc
 
     def _pause(self, session_id: str, deadline: float, delay: float) -> float:
         if time.monotonic() > deadline:
@@ -203,14 +197,18 @@ class UpdateLocks:
                 self._depth[session_id] = depth
             else:
                 del self._depth[session_id]
-                if fd >= 0 and fd == self.fd:  # else: closed by a fork or a re-open, nothing to unlock
-                    _unlock(fd, main)
+                if fd >= 0 and fd == self.fd:  # else: closed by a fork, nothing to unlock
+                    if self._depth:
+                        _unlock(fd, main)  # other sessions' holds go on through this fd
+                    else:
+                        self._close_if_idle()
         finally:
             self._local.release()
 
     def close(self) -> None:
         with self._local:
-            self._reopen()
+            self._depth.clear()
+            self._close_if_idle()
 
     def forget_after_fork(self) -> None:
         """In a forked child: the fd is closed already; nothing is held."""
