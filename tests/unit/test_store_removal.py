@@ -68,6 +68,11 @@ def test_remove_refuses_a_lockless_session_that_is_young(store, snapshot_dir):
     assert visible(snapshot_dir) == [f"rust{SNAP}"]  # no lock file left behind either
 
 
+def test_a_young_completed_session_is_not_running_and_is_removed(store, snapshot_dir):
+    store.save(rec("done", age_ms=0, completed=True))
+    assert store.remove("done") is True and visible(snapshot_dir) == []
+
+
 def test_force_removes_a_running_session_and_keeps_its_holder_text(store, snapshot_dir, peer):
     peer.call("save", record=rec("live"), claim=True)
     assert store.remove("live", force=True) is True

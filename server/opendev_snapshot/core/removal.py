@@ -81,7 +81,10 @@ def remove(store: "SnapshotStore", session_id: str, force: bool) -> bool:
                 raise StorageError("cannot lock session", lock_path, exc) from exc
             if transient is None and not force:
                 raise SessionRunning(session_id, liveness.read_info(lock_path))
-            if transient is not None and not had_lock_file and not force and record and store.running_by_age(record):
+            if (
+                transient is not None and not had_lock_file and not force
+                and record is not None and not record["completed"] and store.running_by_age(record)
+            ):
                 _unlink_same(lock_path, transient)
                 transient.release()
                 raise SessionRunning(session_id, None)
