@@ -223,25 +223,17 @@ def _ago(ms: object, now: int) -> str:
 
 
 def describe_holder(holder: object) -> str:
-    """The lock file's object as one safe line: ``pid 42 on box (opendev), started …``."""
+    """The lock file's object as one safe line: the core's wording
+    (``pid 42 on box (IPython kernel of /p/a.ipynb)``) plus when it started."""
+    from .core.holder import describe_holder as describe
+
     if not isinstance(holder, dict):
         return printable(holder) if holder else "an unknown process"
-    parts = []
-    pid, host = holder.get("pid"), holder.get("host")
-    if pid is not None:
-        parts.append(f"pid {printable(pid)}")
-    if host is not None:
-        parts.append(f"on {printable(host)}")
-    kind = holder.get("kind")
-    if kind is not None:
-        parts.append(f"({printable(kind)})")
+    text = printable(describe(holder))
     started = holder.get("startedMs")
     if isinstance(started, int) and not isinstance(started, bool):
-        parts.append(f"since {_when(started)}")
-    notebook = holder.get("notebook")
-    if notebook:
-        parts.append(f"notebook {printable(notebook)}")
-    return " ".join(parts) if parts else printable(json.dumps(holder, ensure_ascii=False))
+        text += f", since {_when(started)}"
+    return text
 
 
 # ---------------------------------------------------------------- the store
