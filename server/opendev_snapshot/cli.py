@@ -450,12 +450,8 @@ def cmd_show(args, out) -> int:
     record = store.load(sid)
     if record is None:  # removed between resolving and loading
         raise CliError(f"no session {sid!r} in {printable(str(store.directory))}")
-    status = store.status_of(record)
-    info = store.lock_info(sid)
-    info = info if isinstance(info, dict) else {}
-    listing = dict(record, status=status, path=str(store.snapshot_path(sid)))
-    listing["kind"] = info.get("kind") if info.get("kind") in ("opendev", "ipython") else "opendev"
-    listing["notebook"] = info.get("notebook") if isinstance(info.get("notebook"), str) else None
+    listing = store.listing(record)  # record + status, kind, notebook, path
+    status = listing["status"]
     if args.json:
         from ._wire import listing_to_wire
 
