@@ -14,6 +14,7 @@ pytest.importorskip("IPython")
 from IPython.core.inputtransformer2 import TransformerManager  # noqa: E402
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
 from IPython.core.history import HistoryManager  # noqa: E402
+from traitlets.config import Config  # noqa: E402
 
 from opendev_snapshot.ipython import history  # noqa: E402
 from opendev_snapshot.ipython.session import cell_entry  # noqa: E402
@@ -33,7 +34,9 @@ TRANSFORM = TransformerManager().transform_cell
 
 @pytest.fixture(scope="module")
 def shell():
-    return InteractiveShell.instance()
+    cfg = Config()
+    cfg.HistoryManager.hist_file = ":memory:"  # the shell's own history: never the user's database
+    return InteractiveShell.instance(config=cfg)
 
 
 def write_history(shell, path, cells, *, start=1) -> int:
@@ -205,7 +208,8 @@ def full(shell, tmp_path):
 
 def test_next_input_has_markers_and_sources(full):
     text = history.as_next_input(full, TRANSFORM)
-    assert text.startswith("# Recovered by opendev-snapshot: 7 cells of session dead of /w/analysis.ipynb")
+    assert text.startswith("# Recovered by opendev-snapshot: 7 cells of analysis.ipynb's dead kernel, In[1]\u2013In[7].\n"
+                           "# Session dead, from IPython's history (session ")
     for n in range(1, 8):
         assert f"\n# In[{n}]" in text
     assert LONG in text and "%time y = x * 2" in text and "!echo shell" in text

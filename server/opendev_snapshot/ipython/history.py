@@ -244,15 +244,26 @@ def _cell_note(cell: Cell) -> str | None:
     return None
 
 
+def span(cells: list[Cell]) -> str:
+    """``In[3]``, ``In[3]\u2013In[7]``, or ``no cells``."""
+    if not cells:
+        return "no cells"
+    first, last = cells[0].number, cells[-1].number
+    return f"In[{first}]" if first == last else f"In[{first}]\u2013In[{last}]"
+
+
 def header(recovery: Recovery) -> list[str]:
-    where = f" of {recovery.notebook}" if recovery.notebook else ""
+    n = len(recovery.cells)
+    whose = f"{os.path.basename(recovery.notebook)}'s dead kernel" if recovery.notebook else "a dead kernel"
     source = (
         f"IPython's history (session {recovery.history_session})"
         if recovery.from_history
         else "the snapshot's previews"
     )
-    n = len(recovery.cells)
-    lines = [f"# Recovered by opendev-snapshot: {n} cell{'s' if n != 1 else ''} of session {recovery.session_id}{where}, from {source}."]
+    lines = [
+        f"# Recovered by opendev-snapshot: {n} cell{'s' if n != 1 else ''} of {whose}, {span(recovery.cells)}.",
+        f"# Session {recovery.session_id}, from {source}.",
+    ]
     lines += [f"# Note: {note}" for note in recovery.notes]
     return lines
 

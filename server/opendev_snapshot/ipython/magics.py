@@ -375,10 +375,9 @@ class OpendevMagics(Magics):
         if not recovery.cells:
             print(f"opendev: session {session_id}{name} recorded no cells: nothing to recover")
             return None
-        numbers = [c.number for c in recovery.cells]
-        span = f"In[{numbers[0]}]" if len(numbers) == 1 else f"In[{numbers[0]}]\u2013In[{numbers[-1]}]"
+        n = len(recovery.cells)
         where = "IPython's history" if recovery.from_history else "the snapshot's previews"
-        summary = f"{len(numbers)} cell{'s' if len(numbers) != 1 else ''} of session {session_id}{name}, {span}, from {where}"
+        summary = f"{n} cell{'s' if n != 1 else ''} of session {session_id}{name}, {history.span(recovery.cells)}, from {where}"
         transform = self._transformer()
         if args.to:
             path = write_new_file(args.to, history.as_script(recovery, transform))
@@ -413,7 +412,7 @@ class OpendevMagics(Magics):
             print("opendev: not re-run: " + ", ".join(skipped))
         total = len(cells)
         print(f"opendev: re-running {total} cell{'s' if total != 1 else ''} of session {session_id}"
-              + (f" ({cell_range_of(cells)})" if cells else ""))
+              + (f" ({history.span(cells)})" if cells else ""))
         for i, cell in enumerate(cells, start=1):
             result = self.shell.run_cell(cell.source, store_history=True)
             if not result.success:
@@ -432,11 +431,6 @@ class OpendevMagics(Magics):
                   f"See it with %opendev recover {session_id} (without --run).")
         else:
             print(f"opendev: re-ran {total} cell{'s' if total != 1 else ''}")
-
-
-def cell_range_of(cells) -> str:
-    first, last = cells[0].number, cells[-1].number
-    return f"In[{first}]" if first == last else f"In[{first}]\u2013In[{last}]"
 
 
 __all__ = ["OpendevMagics", "usage_errors"]
