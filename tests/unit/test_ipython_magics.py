@@ -172,7 +172,7 @@ def test_load_shows_interrupted_sessions_in_each_kinds_words(shell, env):
         assert absent not in text and absent not in html
     assert "<table" in html and "<code>%opendev recover ipykernel-3f2a91</code>" in html
     assert 'title="ipykernel-3f2a91c4-aaaa"' in html  # the full id on hover
-    assert "%opendev recover ID" in text
+    assert "%opendev recover ID (prints it)" in text  # a terminal: printed, not a next cell
 
 
 def test_load_escapes_html(shell, env):
@@ -245,6 +245,15 @@ def test_list_default_all_and_project(shell, env, loaded):
     assert [s["session_id"] for s in only.sessions] == ["mine", "done"]
     relative = shell.run_line_magic("opendev", "list --project .")
     assert [s["session_id"] for s in relative.sessions] == ["mine"]
+
+
+def test_list_marks_this_kernels_own_session(shell, env, loaded):
+    shell.run_line_magic("opendev", "autosave on")
+    seed(env, "ipykernel-other", env["proj"], kind="ipython")
+    text = str(shell.run_line_magic("opendev", "list"))
+    own_line = next(line for line in text.splitlines() if line.startswith(own_id(loaded)[:14]))
+    assert own_line.split()[1] == "running" and own_line.rstrip().endswith("(this kernel)")
+    assert "%opendev recover ipykernel-other" in text
 
 
 def test_list_displays_and_reports_skipped_files(shell, env, loaded):

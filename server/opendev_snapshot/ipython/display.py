@@ -120,7 +120,7 @@ IPYTHON_COLUMNS = ("session", "status", "notebook", "cells run", "cells", "age",
 OPENDEV_COLUMNS = ("session", "status", "age", "messages", "results", "cost", "project")
 
 
-def ipython_row(listing: dict, short: str, now: int) -> dict:
+def ipython_row(listing: dict, short: str, now: int, own: bool = False) -> dict:
     return {
         "session": short,
         "status": listing.get("status", ""),
@@ -128,7 +128,7 @@ def ipython_row(listing: dict, short: str, now: int) -> dict:
         "cells run": str(listing["message_count"]),
         "cells": cell_range(listing),
         "age": format_age(now - listing["snapshot_timestamp_ms"]),
-        "recover": f"%opendev recover {short}",
+        "recover": "(this kernel)" if own else f"%opendev recover {short}",
     }
 
 
@@ -202,13 +202,15 @@ class SessionTable(_Rich):
     """
 
     def __init__(self, sessions: list, skipped: list = (), *, title: str | None = None,
-                 hint: str | None = None, empty: str = "No sessions.", all_ids=None) -> None:
+                 hint: str | None = None, empty: str = "No sessions.", all_ids=None,
+                 own_id: str | None = None) -> None:
         self.sessions = list(sessions)
         self.skipped = [s.to_dict() if hasattr(s, "to_dict") else dict(s) for s in skipped]
         self.title = title
         self.hint = hint
         self.empty = empty
         self._now = now_ms()
+        self.own_id = own_id
         ids = set(all_ids or ()) | {s["session_id"] for s in self.sessions}
         self.short = short_ids(ids)
 
@@ -224,7 +226,8 @@ class SessionTable(_Rich):
         kernels = [s for s in self.sessions if kind_of(s) == KIND_IPYTHON]
         agents = [s for s in self.sessions if kind_of(s) == KIND_OPENDEV]
         if kernels:
-            rows = [ipython_row(s, self.short[s["session_id"]], self._now) for s in kernels]
+            rows = [ipython_row(s, self.short[s["session_id"]], self._now, s["session_id"] == self.own_id)
+                    for s in kernels]
             titles = [{"session": s["session_id"], "notebook": s.get("notebook") or ""} for s in kernels]
             out.append(("Notebook kernels", IPYTHON_COLUMNS, rows, titles))
         if agents:

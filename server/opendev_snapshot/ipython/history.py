@@ -254,7 +254,7 @@ def span(cells: list[Cell]) -> str:
 
 def header(recovery: Recovery) -> list[str]:
     n = len(recovery.cells)
-    whose = f"{os.path.basename(recovery.notebook)}'s dead kernel" if recovery.notebook else "a dead kernel"
+    whose = f"{os.path.basename(recovery.notebook)}'s dead kernel" if recovery.notebook else "a dead IPython session"
     source = (
         f"IPython's history (session {recovery.history_session})"
         if recovery.from_history

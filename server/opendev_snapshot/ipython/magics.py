@@ -48,7 +48,7 @@ _WHAT = {"show": "a session ID", "discard": "a session ID", "restore": "a sessio
 _OPTION_FLAGS = {"all": "--all", "project": "--project", "max_age": "--max-age", "dry_run": "--dry-run",
                  "to": "--to", "run": "--run"}
 NOTICE_HINT = (
-    "Get a kernel's code back: %opendev recover ID (as the next cell); add --to FILE for a .py file "
+    "Get a kernel's code back: %opendev recover ID ({where}); add --to FILE for a .py file "
     "or --run to re-run it here. %opendev show ID shows one; %opendev discard ID moves it to the trash."
 )
 
@@ -191,7 +191,13 @@ class OpendevMagics(Magics):
             return None
         n = len(sessions)
         title = f"opendev: {n} interrupted session{'s' if n != 1 else ''} in project {project_dir}"
-        return SessionTable(sessions, result.skipped, title=title, hint=NOTICE_HINT, all_ids=self._all_ids())
+        where = "as the next cell" if self._in_kernel() else "prints it"
+        return SessionTable(sessions, result.skipped, title=title, hint=NOTICE_HINT.format(where=where),
+                            all_ids=self._all_ids())
+
+    def _in_kernel(self) -> bool:
+        """A notebook front end (ipykernel), not a terminal: set_next_input makes a new cell."""
+        return getattr(self.shell, "kernel", None) is not None
 
     # ------------------------------------------------------------------ magic
     @magic_arguments()
@@ -255,7 +261,8 @@ class OpendevMagics(Magics):
     def _cmd_list(self, args):
         result = self.store.list(project_dir=args.project, include_completed=args.all)
         empty = "No sessions." if args.all else "No incomplete sessions."
-        return SessionTable(result.sessions, result.skipped, empty=empty, all_ids=self._all_ids())
+        return SessionTable(result.sessions, result.skipped, empty=empty, all_ids=self._all_ids(),
+                            own_id=self._own_id())
 
     def _cmd_show(self, args):
         store = self.store
@@ -386,7 +393,7 @@ class OpendevMagics(Magics):
             self._rerun(recovery, session_id)
         if not args.to and not args.run:
             text = history.as_next_input(recovery, transform)
-            if getattr(self.shell, "kernel", None) is not None:
+            if self._in_kernel():
                 self.shell.set_next_input(text, replace=False)
                 print(f"opendev: the next cell holds {summary}. "
                       "Run it, or use --to FILE for a .py file, --run to re-run them here.")
