@@ -20,6 +20,7 @@ from traitlets import TraitError  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 from opendev_snapshot.core import SnapshotStore, new_record  # noqa: E402
+from opendev_snapshot.ipython import history  # noqa: E402
 from opendev_snapshot.ipython.display import SessionTable, SessionView, TrashTable  # noqa: E402
 from opendev_snapshot.ipython.kernel import drop_state  # noqa: E402
 from opendev_snapshot.ipython.session import cell_entry  # noqa: E402
@@ -443,6 +444,22 @@ def test_autosave_appends_to_what_is_on_disk(shell, env, loaded):
     assert names == ["cell", "note", "cell"]
 
 
+def test_every_recorded_cell_is_in_the_history_database_before_its_snapshot(shell, env, loaded, monkeypatch):
+    """IPython writes history from a thread, in batches: autosave flushes it first, so a kill right
+    after a snapshot never leaves a recorded cell missing from the database recover reads."""
+    manager = HistoryManager(shell=shell, hist_file=str(env["tmp"] / "history.sqlite"), db_cache_size=1000)
+    monkeypatch.setattr(shell, "history_manager", manager)
+    try:
+        shell.run_line_magic("opendev", "autosave on")
+        cell(shell, "flushed = 1")
+        recorded = [t["call_id"] for t in reader(env).load(own_id(loaded))["last_tool_results"]]
+        rows = history.read_history(str(env["tmp"] / "history.sqlite"), manager.session_number)
+        assert recorded and recorded[-1] == f"In[{rows[-1][0]}]" and rows[-1][1] == "flushed = 1"
+    finally:
+        manager.end_session()
+        manager.close()
+
+
 def test_autosave_skips_silent_runs(shell, env, loaded):
     shell.run_line_magic("opendev", "autosave on")
     shell.run_cell("y = 1", store_history=False)
@@ -600,6 +617,17 @@ def test_discard_moves_to_the_trash_and_restore_brings_it_back(shell, env, loade
     record = other.load("ipykernel-crashed1")
     assert len(record["last_tool_results"]) == 2 and other.status_of(record) == "interrupted"
     assert str(shell.run_line_magic("opendev", "trash")) == "The trash is empty."
+
+
+def test_this_kernels_own_session_is_never_offered_for_recovery(shell, env, loaded):
+    shell.run_line_magic("opendev", "autosave on")
+    sid = own_id(loaded)
+    shell.run_line_magic("opendev", f"discard {sid}")
+    shell.run_line_magic("opendev", f"restore {sid}")  # back, unlocked: it reads interrupted
+    assert reader(env).status_of(reader(env).load(sid)) == "interrupted"
+    with capture_output() as cap:
+        cell(shell, "%reload_ext opendev_snapshot")
+    assert cap.outputs == [] and sid[:14] not in cap.stdout
 
 
 def test_restore_refuses_when_the_id_exists_again(shell, env, loaded):
