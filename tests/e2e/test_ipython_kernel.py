@@ -284,6 +284,34 @@ def test_reload_ext_and_autosave_off_never_make_the_live_kernel_interrupted(setu
 
 
 @pytest.mark.timeout(180)
+def test_the_cell_running_when_the_kernel_died_comes_back_but_is_not_re_run(setup):
+    """The OOM killer strikes during a cell: its source is in the history, flagged, and --run stops before it."""
+    km1, kc1 = setup["start"]()
+    ok(kc1, "%load_ext opendev_snapshot")
+    sid = autosave_on(kc1)
+    ok(kc1, "ready = 'yes'")
+    kc1.execute("import time\nhuge = time.sleep(600)")  # a cell that never finishes
+    store = SnapshotStore(setup["snap"])
+    history_db = setup["ipython_dir"] / "profile_default" / "history.sqlite"
+    from opendev_snapshot.ipython.history import read_history
+
+    deadline = time.monotonic() + TIMEOUT
+    while not any("time.sleep(600)" in src for _, src in read_history(str(history_db), store.lock_info(sid)["historySession"])):
+        assert time.monotonic() < deadline, "the running cell never reached IPython's history"
+        time.sleep(0.05)
+    kill(km1, kc1)
+
+    km2, kc2 = setup["start"]()
+    ok(kc2, "%load_ext opendev_snapshot")
+    content, out = run(kc2, f"%opendev recover {sid}")
+    [payload] = [p for p in content["payload"] if p["source"] == "set_next_input"]
+    assert "# In[4] (no outcome recorded: it may have been running when the kernel died)\nimport time" in payload["text"]
+    out = ok(kc2, f"%opendev recover {sid} --run")
+    assert "stopped before In[4]: it may have been running when the kernel died" in stdout_of(out)
+    assert value(kc2, "ready") == repr("yes")
+
+
+@pytest.mark.timeout(180)
 def test_a_forked_child_does_not_keep_a_killed_kernels_session_running(setup):
     km, kc = setup["start"]()
     ok(kc, "%load_ext opendev_snapshot")

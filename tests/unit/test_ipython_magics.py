@@ -767,6 +767,12 @@ def test_recover_falls_back_to_previews_and_says_why(shell, env, loaded):
     assert "# In[1]\na = 1" in cap.stdout and "# In[2]\nb = 2" in cap.stdout
 
 
+def test_recover_an_agent_session_says_what_it_is(shell, env, loaded):
+    seed(env, "agent-1", env["proj"], results=0)
+    with pytest.raises(UsageError, match="is an OpenDev agent session, not a notebook kernel"):
+        shell.run_line_magic("opendev", "recover agent-1")
+
+
 def test_recover_refuses_this_kernels_own_session(shell, env, loaded):
     shell.run_line_magic("opendev", "autosave on")
     with pytest.raises(UsageError, match="this kernel's own session"):

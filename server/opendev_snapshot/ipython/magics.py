@@ -372,7 +372,13 @@ class OpendevMagics(Magics):
         if record is None:
             raise SessionNotFound(session_id)
         status = store.status_of(record)
-        recovery = history.recover(record, store.lock_info(session_id), default_db=default_history_db())
+        lock = store.lock_info(session_id)
+        if (lock or {}).get("kind", "opendev") != "ipython" and not history.cells_from_record(record):
+            raise UsageError(
+                f"session {session_id} is an OpenDev agent session, not a notebook kernel: it has no cells "
+                f"to recover (%opendev show {args.args[0]} shows it)"
+            )
+        recovery = history.recover(record, lock, default_db=default_history_db())
         name = f" ({notebook_name(recovery.notebook)})" if recovery.notebook else ""
         if status == RUNNING:
             print(f"opendev: session {session_id}{name} is still running; these are the cells it has run so far",
