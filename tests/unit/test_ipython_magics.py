@@ -526,6 +526,25 @@ def test_clean_exit_completes_the_session(shell, env, loaded):
     assert other.load(sid) == record
 
 
+def test_a_forked_child_exiting_leaves_the_kernels_session_alone(shell, env, loaded):
+    """os.fork() and a normal exit run the inherited atexit handler in the child: it must not complete."""
+    shell.run_line_magic("opendev", "autosave on")
+    cell(shell, "f = 1")
+    sid = own_id(loaded)
+    pid = os.fork()
+    if pid == 0:  # the child: what its atexit would do
+        try:
+            loaded.state.at_exit()
+        finally:
+            os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    other = reader(env)
+    record = other.load(sid)
+    assert record["completed"] is False and other.status_of(record) == "running"
+    cell(shell, "f = 2")  # and the kernel goes on saving
+    assert len(other.load(sid)["last_tool_results"]) == 2
+
+
 def test_exit_without_saving_writes_nothing(shell, env, loaded):
     loaded.state.at_exit()
     assert not env["snap"].exists() or not list(env["snap"].glob("*_session_snapshot.json"))

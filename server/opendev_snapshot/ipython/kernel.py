@@ -106,6 +106,7 @@ class KernelState:
 
     def __init__(self, shell) -> None:
         self._shell = weakref.ref(shell)
+        self.pid = os.getpid()  # the kernel's process: a forked child never completes or releases its session
         self.store: SnapshotStore | None = None
         self.session: KernelSession | None = None
         self.autosave = False  # wanted: stays True across %unload_ext / %load_ext
@@ -264,8 +265,12 @@ class KernelState:
 
     # ----------------------------------------------------------------- exit
     def at_exit(self) -> None:
-        """Clean shutdown (interpreter exit, kernel shutdown): complete our held session."""
-        if self.closed:
+        """Clean shutdown (interpreter exit, kernel shutdown): complete our held session.
+
+        Not in a process forked from the kernel (``os.fork()`` then a normal exit runs
+        inherited atexit handlers): the kernel is still alive and its session is its own.
+        """
+        if self.closed or os.getpid() != self.pid:
             return
         self.closed = True
         if self.shell is not None:
