@@ -494,6 +494,24 @@ def test_autosave_failure_warns_once_and_keeps_the_shell_working(shell, env, loa
     assert own_id(loaded) == sid
 
 
+def test_a_snapshot_removed_by_another_process_is_not_written_again(shell, env, loaded):
+    shell.run_line_magic("opendev", "autosave on")
+    sid = own_id(loaded)
+    cell(shell, "m = 1")
+    other = reader(env)
+    assert other.remove(sid, force=True)  # e.g. opendev-snapshot remove --force
+    with capture_output() as cap:
+        cell(shell, "m = 2")
+        cell(shell, "m = 3")
+    assert cap.stderr.count(f"session {sid} was moved to the trash by another process") == 1
+    assert "autosave is off" in cap.stderr
+    assert other.load(sid) is None and [e["session_id"] for e in other.list_trash()] == [sid]
+    shell.run_line_magic("opendev", f"restore {sid}")
+    shell.run_line_magic("opendev", "autosave on")  # the person brings it back and goes on
+    cell(shell, "m = 4")
+    assert [t["output_preview"] for t in other.load(sid)["last_tool_results"]][-1] == "m = 4\n-> ok"
+
+
 def test_autosave_off_keeps_the_session_running(shell, env, loaded):
     shell.run_line_magic("opendev", "autosave on")
     sid = own_id(loaded)

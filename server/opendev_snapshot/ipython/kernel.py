@@ -23,7 +23,7 @@ import weakref
 from ..core.errors import SnapshotError
 from ..core.paths import resolve_snapshot_dir
 from ..core.store import SnapshotStore
-from .session import KernelSession, describe_outcome, kernel_session_id
+from .session import KernelSession, SessionRemoved, describe_outcome, kernel_session_id
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,9 @@ class KernelState:
                 count, source, outcome, success,
                 max_entries=self.max_tool_results, preview_chars=self.preview_chars,
             )
+        except SessionRemoved as exc:
+            self.disable_autosave()
+            print(f"opendev: {exc}; autosave is off", file=sys.stderr)
         except (SnapshotError, OSError) as exc:
             if not self._warned:  # once, not after every cell
                 print(f"opendev: autosave failed for In[{count}]: {exc}", file=sys.stderr)

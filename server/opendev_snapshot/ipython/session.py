@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 
-from ..core.errors import SessionNotFound, SessionRunning
+from ..core.errors import SessionNotFound, SessionRunning, SnapshotError
 from ..core.records import append_tool_result, new_record, now_ms
 from ..core.store import SnapshotStore
 from ..core.validation import SESSION_ID_MAX
@@ -96,6 +96,17 @@ def cell_entry(execution_count: int, source: str, outcome: str, success: bool, p
     }
 
 
+class SessionRemoved(SnapshotError):
+    """This kernel's snapshot was removed by another process (to the trash): not written again."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id} was moved to the trash by another process; "
+            f"%opendev restore {session_id} brings it back"
+        )
+
+
 class KernelSession:
     """The snapshot of one kernel's session in one store.
 
@@ -136,7 +147,10 @@ class KernelSession:
 
         try:
             record = self.store.update(self.session_id, apply)
-        except SessionNotFound:  # first save, or the snapshot was removed meanwhile
+        except SessionNotFound:
+            if self.saved:  # someone removed it (to the trash) meanwhile: respect that
+                self.saved = False
+                raise SessionRemoved(self.session_id) from None
             record = new_record(self.session_id, self.project_dir)
             apply(record)
             self.store.save(record, claim=True)
