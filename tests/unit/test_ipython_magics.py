@@ -231,6 +231,25 @@ def test_loaded_at_kernel_start_the_notice_waits_for_the_first_cell(shell, env, 
     assert second.outputs == []  # once
 
 
+def test_autosave_from_the_profile_starts_at_the_first_cell_and_knows_the_notebook(shell, env, monkeypatch):
+    """VS Code tells the kernel its notebook (__vsc_ipynb_file__) after start, before the first cell."""
+    shell.config.OpendevMagics.autosave = True
+    monkeypatch.setattr(shell, "kernel", object(), raising=False)
+    monkeypatch.setattr(shell, "parent_header", {}, raising=False)
+    load(shell)
+    try:
+        assert not env["snap"].exists() or not list(env["snap"].glob("*.json"))  # nothing written at start
+        monkeypatch.setitem(shell.user_ns, "__vsc_ipynb_file__", "/home/me/vscode.ipynb")
+        shell.parent_header = {"msg_type": "execute_request"}
+        cell(shell, "first = 1")
+        magics = shell.magics_manager.registry["OpendevMagics"]
+        record = reader(env).load(own_id(magics))
+        assert [t["output_preview"] for t in record["last_tool_results"]] == ["first = 1\n-> ok"]
+        assert reader(env).lock_info(own_id(magics))["notebook"] == "/home/me/vscode.ipynb"
+    finally:
+        unload(shell)
+
+
 # --------------------------------------------------------------------- list
 def test_list_default_all_and_project(shell, env, loaded):
     seed(env, "mine", env["proj"])

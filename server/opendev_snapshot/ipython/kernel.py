@@ -116,7 +116,7 @@ class KernelState:
         self._hooked = False
         self._warned = False
         self._exit_registered = False
-        self._pending_notice = None
+        self._pending_first_cell = None
         self.closed = False
 
     @property
@@ -170,7 +170,7 @@ class KernelState:
             except ValueError:
                 pass
             self._hooked = False
-        self.cancel_notice()
+        self.cancel_first_cell()
 
     @property
     def hooked(self) -> bool:
@@ -180,11 +180,16 @@ class KernelState:
         # during a cell, shell.execution_count already names the next cell
         return max(int(getattr(self.shell, "execution_count", 1) or 1) - 1, 0)
 
-    def enable_autosave(self, store: SnapshotStore) -> dict:
-        """Save now (taking the lock for the kernel's life) and record every later cell."""
+    def enable_autosave(self, store: SnapshotStore, *, this_cell: bool = False) -> dict:
+        """Save now (taking the lock for the kernel's life) and record every later cell.
+
+        The cell that turns autosave on is not recorded, unless ``this_cell``
+        (autosave armed from the profile at the first cell: that cell is the person's).
+        """
         session = self.kernel_session(store)
-        record = session.save(self.message_count())
-        self.armed_at = self.message_count()  # this cell itself is not recorded
+        count = self.message_count() - (1 if this_cell else 0)
+        record = session.save(count)
+        self.armed_at = count
         self.autosave = True
         self.hook()
         self._warned = False
@@ -244,27 +249,32 @@ class KernelState:
             return False
         return not parent
 
-    def defer_notice(self, show) -> None:
-        """Call ``show()`` once, at the first cell the person runs (its output is where they look)."""
-        self.cancel_notice()
-        self._pending_notice = show
-        self.shell.events.register("pre_run_cell", self._notice_hook)
+    def at_first_cell(self, action) -> None:
+        """Call ``action()`` once, at the first cell the person runs.
 
-    def cancel_notice(self) -> None:
-        if self._pending_notice is not None:
-            self._pending_notice = None
+        A kernel loading the extension from its profile has no cell yet: output
+        would go nowhere a person looks, and the front end may not have told the
+        kernel its notebook yet (VS Code sets ``__vsc_ipynb_file__`` after start).
+        """
+        self.cancel_first_cell()
+        self._pending_first_cell = action
+        self.shell.events.register("pre_run_cell", self._first_cell_hook)
+
+    def cancel_first_cell(self) -> None:
+        if self._pending_first_cell is not None:
+            self._pending_first_cell = None
             try:
-                self.shell.events.unregister("pre_run_cell", self._notice_hook)
+                self.shell.events.unregister("pre_run_cell", self._first_cell_hook)
             except ValueError:
                 pass
 
-    def _notice_hook(self, info=None) -> None:
+    def _first_cell_hook(self, info=None) -> None:
         if info is not None and (getattr(info, "silent", False) or not getattr(info, "store_history", True)):
             return  # a front end's own silent request: nobody reads its output
-        show = self._pending_notice
-        self.cancel_notice()
-        if show is not None:
-            show()
+        action = self._pending_first_cell
+        self.cancel_first_cell()
+        if action is not None:
+            action()
 
     # ----------------------------------------------------------------- exit
     def at_exit(self) -> None:

@@ -153,18 +153,27 @@ class OpendevMagics(Magics):
         """Called by ``load_ipython_extension``: autosave as it was (or as configured), the notice."""
         state = self.state
         state.closed = False
+        if state.in_kernel_startup():
+            state.at_first_cell(self._first_cell)  # loaded from the profile: nothing runs before a cell
+        else:
+            self._arm_autosave()
+            self.show_notice()
+
+    def _first_cell(self) -> None:
+        self._arm_autosave(this_cell=True)
+        self.show_notice()
+
+    def _arm_autosave(self, *, this_cell: bool = False) -> None:
+        """Autosave as it was (``%reload_ext``), or as configured."""
+        state = self.state
         if state.autosave:
             state.hook()  # %reload_ext: same session, same lock, autosave as it was
         elif self.autosave:
             try:
                 with usage_errors("autosave not turned on"):
-                    state.enable_autosave(self.store)
+                    state.enable_autosave(self.store, this_cell=this_cell)
             except UsageError as exc:
                 print(f"opendev: autosave not turned on: {exc}", file=sys.stderr)
-        if state.in_kernel_startup():
-            state.defer_notice(self.show_notice)  # loaded from the profile: show it at the first cell
-        else:
-            self.show_notice()
 
     def on_unload(self) -> None:
         """``%unload_ext``: stop hooking cells; the kernel keeps its session and lock."""
