@@ -18,6 +18,7 @@ import re
 import time
 
 from ..core.durations import format_age
+from ..core.holder import describe_holder as core_describe_holder
 from ..core.text import format_cost, printable
 
 KIND_IPYTHON = "ipython"
@@ -100,15 +101,10 @@ def saved_at(ms: int, now: int) -> str:
 
 
 def describe_holder(holder: object) -> str:
-    """``pid 123 on host, since 2025-06-01 14:03:12`` from a lock file's object."""
+    """The core's one line (``pid 123 on box (IPython kernel of /p/a.ipynb)``) and since when."""
     if not isinstance(holder, dict):
         return str(holder) if holder else "an unknown process"
-    parts = []
-    if holder.get("pid") is not None:
-        parts.append(f"pid {holder['pid']}")
-    if holder.get("host"):
-        parts.append(f"on {holder['host']}")
-    text = " ".join(parts) or "an unknown process"
+    text = core_describe_holder(holder)
     started = holder.get("startedMs")
     if type(started) is int:
         text += f", since {clock(started)}"

@@ -54,9 +54,6 @@ NOTICE_HINT = (
 
 
 def _holder_text(holder) -> str:
-    if isinstance(holder, dict) and holder.get("kind") == "ipython":
-        where = f", notebook {notebook_name(holder.get('notebook'))}" if holder.get("notebook") else ""
-        return f"a live kernel ({describe_holder(holder)}{where})"
     return f"a live process ({describe_holder(holder)})"
 
 
@@ -343,7 +340,10 @@ class OpendevMagics(Magics):
 
     def _cmd_restore(self, args):
         store = self.store
-        session_id = store.resolve_id(args.args[0], in_trash=True)
+        try:
+            session_id = store.resolve_id(args.args[0], in_trash=True)
+        except SessionNotFound as exc:  # nothing in the trash by that id or prefix
+            raise NotInTrash(args.args[0]) from exc
         listing = store.restore(session_id)
         status = listing.get("status", "") if isinstance(listing, dict) else ""
         short = self._short(session_id)
