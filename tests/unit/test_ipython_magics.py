@@ -778,7 +778,7 @@ def test_recover_to_a_file(shell, env, loaded, dead):
     target = env["tmp"] / "out.py"
     with capture_output() as cap:
         shell.run_line_magic("opendev", f"recover ipykernel-dead --to {target}")
-    assert f"wrote 6 cells of session ipykernel-dead0001" in cap.stdout and str(target) in cap.stdout
+    assert "wrote 6 cells of session ipykernel-dead0001" in cap.stdout and str(target) in cap.stdout
     text = target.read_text()
     compile(text, str(target), "exec")
     positions = [text.index(f"# In[{n}]") for n in range(1, 7)]
