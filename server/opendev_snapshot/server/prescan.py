@@ -1,5 +1,9 @@
 """Start-up pre-scan in a forked child, so the on-open listing costs ~nothing.
 
+It never speaks LSP: it answers one question over a private pipe (the
+interrupted sessions of these folders), and the ``initialized`` handler
+sends the notification with that answer.
+
 Editors spawn the server on every workspace open, and the time to the
 first ``opendev/recoverableSessions`` is what users see. Importing pygls
 takes ~300 ms of one core; scanning 10,000 snapshots takes ~50 ms more.
@@ -113,15 +117,28 @@ def _reap(pid: int) -> None:
         pass
 
 
+def interrupted_sessions(store, project_dir: str) -> list:
+    """The interrupted sessions of a folder as wire Listings (newest first).
+
+    The one place this is computed: the pre-scan child, the on-open
+    notification, added folders and the watch all call it.
+    """
+    from .wire import listing_to_wire
+
+    result = store.list(project_dir=project_dir, status="interrupted")
+    for skipped in result.skipped:
+        log.debug("skipped %s: %s", skipped.file, skipped.reason)
+    return [listing_to_wire(s) for s in result.sessions]
+
+
 def _child(directory: str, req_r: int, resp_w: int) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     os.close(devnull)
     from ..core.store import SnapshotStore
-    from ..core.wire import listing_to_wire
 
-    store = SnapshotStore(directory, watch=True)
+    store = SnapshotStore(directory)
     store.refresh()
     buf = b""
     while not buf.endswith(b"\n"):
@@ -133,8 +150,7 @@ def _child(directory: str, req_r: int, resp_w: int) -> None:
     store.stale_after_ms = int(request["staleAfterMs"])
     out = []
     for path in request["folders"]:
-        result = store.list(project_dir=path, status="interrupted")
-        out.append([listing_to_wire(s) for s in result.sessions])
+        out.append(interrupted_sessions(store, path))
     data = json.dumps(out, separators=(",", ":")).encode() + b"\n"
     view = memoryview(data)
     while view:
