@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 
 import pytest
@@ -336,3 +337,31 @@ async def test_exit_raises_system_exit_with_the_code_through_run_async(shutdown,
     with pytest.raises(SystemExit) as info:
         await exchange(build(False), data)
     assert info.value.code == code
+
+
+# ------------------------------------------------------------------- logs
+async def test_a_clients_mistakes_leave_warnings_not_tracebacks(caplog):
+    from opendev_snapshot.server.errors import invalid_params
+    from opendev_snapshot.server.rpc import QuietExpectedErrors
+
+    QuietExpectedErrors.install()
+    server = build(False)
+
+    @server.feature("x/refuse")
+    def refuse(ls, params):
+        raise invalid_params("sessionId", "is required")
+
+    @server.feature("x/crash")
+    def crash(ls, params):
+        raise ZeroDivisionError("a real bug")
+
+    data = (frame({"jsonrpc": "2.0", "id": 1, "method": "x/refuse", "params": {}})
+            + frame(b"{not json") + frame({**INIT, "id": 2, "params": {"capabilities": 5}})
+            + frame({"jsonrpc": "2.0", "id": 3, "method": "x/crash", "params": {}}))
+    with caplog.at_level(logging.DEBUG):
+        out = await exchange(server, data)
+    assert out.one_answer(1)["error"]["code"] == -32602 and out.one_answer(2)["error"]["code"] == -32602
+    assert out.one_answer(3)["error"]["code"] == -32603
+    tracebacks = [(r.name, type(r.exc_info[1]).__name__) for r in caplog.records if r.exc_info]
+    assert tracebacks and all(kind == "ZeroDivisionError" for _name, kind in tracebacks), tracebacks  # only the real bug
+    assert sum("answering" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) >= 2

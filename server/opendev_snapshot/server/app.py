@@ -35,7 +35,7 @@ from pygls.lsp.server import LanguageServer
 from .. import __version__
 from .feature import Feature, folder_from, folders_of
 from .options import parse_init_options
-from .rpc import SnapshotProtocol, converter_factory, parse_error_handler
+from .rpc import QuietExpectedErrors, SnapshotProtocol, converter_factory, parse_error_handler
 from .streams import FrameReader, stdin_reader
 
 log = logging.getLogger("opendev_snapshot.server")
@@ -169,6 +169,7 @@ def create_server(cli_dir: str | None = None, prescan=None) -> SnapshotServer:
     from .recovery import Recovery
     from .storage import Storage
 
+    QuietExpectedErrors.install()
     server = SnapshotServer()
     builders = [
         lambda: Storage(server, cli_dir),

@@ -48,6 +48,12 @@ advertise; nothing here is about speed.
 Parse errors (``-32700``, ``id: null``) are answered by :func:`parse_error_handler`,
 given to ``run_async`` as its public ``error_handler``.
 
+:class:`QuietExpectedErrors` (a ``logging.Filter`` on pygls' loggers) keeps
+a client's mistake from filling the log with tracebacks: pygls logs every
+``-32602`` answer and every unparsable message at ERROR with a traceback;
+we answer those and log one warning line instead. Real failures
+(``-32603``, anything else) still come through.
+
 The exit code needs no override: pygls' ``exit`` raises ``SystemExit(0)``
 after ``shutdown`` and ``SystemExit(1)`` otherwise; ``start_io`` swallows it
 (always 0), ``run_async`` driven by us lets it through (see :mod:`.app`).
@@ -260,6 +266,32 @@ class SnapshotProtocol(LanguageServerProtocol):
         return result
 
 
+_PARSE_ERRORS = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
+
+
+class QuietExpectedErrors(logging.Filter):
+    """Drop pygls' traceback records for errors that are the client's, answered by us."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        message = record.msg if isinstance(record.msg, str) else ""
+        if message.startswith("Exception occurred for message") and isinstance(exc, JsonRpcException):
+            return exc.code == INTERNAL_ERROR  # an expected -32602/-32001/...: already answered
+        if message.startswith("Unable to deserialize message"):
+            return False  # structure_message: answered as Unreadable, with a warning
+        if message.startswith("Unable to handle message") and isinstance(exc, _PARSE_ERRORS):
+            return False  # run_async: answered -32700 by parse_error_handler, with a warning
+        return True
+
+    @classmethod
+    def install(cls) -> None:
+        quiet = cls()
+        for name in ("pygls.protocol.json_rpc", "pygls.io_"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, cls) for f in logger.filters):
+                logger.addFilter(quiet)
+
+
 def parse_error_handler(protocol: SnapshotProtocol):
     """``run_async``'s ``error_handler``: a body that is not JSON gets -32700 with ``id: null``.
 
@@ -268,7 +300,7 @@ def parse_error_handler(protocol: SnapshotProtocol):
     """
 
     def on_error(exc: Exception, _source=None) -> None:
-        if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, RecursionError)):
+        if isinstance(exc, _PARSE_ERRORS):
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
             try:
                 protocol.reply_error(None, PARSE_ERROR, f"parse error: {reason}")
