@@ -139,7 +139,8 @@ async def run_editor(server: TcpServer, project, notes: int = 0) -> int:
         else:
             server.notes.append(message)
     c.send({"jsonrpc": "2.0", "id": 3, "method": "shutdown"})
-    assert (await c.recv())["id"] == 3
+    while (message := await c.recv()).get("id") != 3:
+        server.notes.append(message)
     c.send({"jsonrpc": "2.0", "method": "exit"})
     code = await server.wait()
     c.close()

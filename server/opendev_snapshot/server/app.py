@@ -172,10 +172,10 @@ def create_server(cli_dir: str | None = None, prescan=None) -> SnapshotServer:
     QuietExpectedErrors.install()
     server = SnapshotServer()
     builders = [
-        lambda: Storage(server, cli_dir),
+        lambda: Storage(server, cli_dir, prescan),
         lambda: Prompts(server),
         lambda: Methods(server),
-        lambda: Recovery(server, prescan),
+        lambda: Recovery(server),
         lambda: Commands(server),
         lambda: EditorWatch(server),
     ]

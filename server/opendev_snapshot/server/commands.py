@@ -10,7 +10,7 @@ from __future__ import annotations
 from . import names, params
 from .errors import invalid_params, rpc_errors, session_not_found
 from .feature import Feature
-from .methods import list_incomplete, run_cleanup
+from .methods import run_cleanup
 from .prompts import Prompts
 from .storage import Storage
 from .wire import listing_to_wire
@@ -63,7 +63,7 @@ class Commands(Feature):
         def list_incomplete_(ls, arguments, token=None):
             value = _one(arguments, "projectDir", False)
             raw = value if isinstance(value, dict) else {"projectDir": value}
-            return list_incomplete(self.storage.store, *params.list_incomplete(raw))
+            return self.storage.list_incomplete(*params.list_incomplete(raw))
 
         @server.command(names.CMD_CLEANUP)
         @rpc_errors

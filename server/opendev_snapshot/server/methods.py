@@ -19,13 +19,9 @@ from .errors import rpc_errors
 from .feature import Feature
 from .options import DEFAULTS
 from .storage import Storage
-from .wire import list_result_to_wire, listing_to_wire, snapshot_to_wire, trash_to_wire
+from .wire import listing_to_wire, snapshot_to_wire, trash_to_wire
 
 log = logging.getLogger(__name__)
-
-
-def list_incomplete(store, project_dir=None, status=None, limit=None) -> dict:
-    return list_result_to_wire(store.list(project_dir=project_dir, status=status, limit=limit))
 
 
 async def run_cleanup(ls, store, max_age_ms, dry_run: bool, include_incomplete: bool, token=None) -> dict:
@@ -100,7 +96,7 @@ class Methods(Feature):
         @server.feature(names.LIST_INCOMPLETE)
         @rpc_errors
         def list_incomplete_(ls, raw):
-            return list_incomplete(self.store, *params.list_incomplete(raw))
+            return self.storage.list_incomplete(*params.list_incomplete(raw))
 
         @server.feature(names.CLEANUP)
         @rpc_errors

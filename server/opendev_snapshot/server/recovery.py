@@ -23,13 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 
 from .feature import Feature, Folder
 from .names import RECOVERABLE_SESSIONS
 from .options import DEFAULTS
-from .prescan import interrupted_sessions
 from .prompts import Prompts
 from .storage import Storage
 
@@ -46,30 +44,30 @@ def _now_ms() -> int:
 
 
 class Recovery(Feature):
-    def __init__(self, server, prescan=None) -> None:
+    def __init__(self, server) -> None:
         super().__init__(server)
         self.storage = server.get_feature(Storage)
         self.prompts = server.get_feature(Prompts)
         self.settings = DEFAULTS
         self.folders: dict[str, Folder] = {}
         self.notified: set[tuple[str, str]] = set()  # (folder uri, session id)
-        self._prescan = prescan
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int | None = None
         self._handles: dict[str, asyncio.Handle | None] = {"check": None, "deadline": None, "safety": None}
         self._deadline_ms: int | None = None
         self._watching = False
-        self._warm = False  # has this process scanned the directory itself?
-        self._warm_thread: threading.Thread | None = None
+        self._warm = False  # has the store scanned the directory itself?
 
     # --------------------------------------------------------------- events
     def initialize(self, settings, folders) -> None:
         self.settings = settings
         self.folders = {f.uri: f for f in folders}
 
-    async def initialized(self) -> None:
+    def initialized(self) -> None:
+        """The on-open notifications (from the pre-scan's answer when it has one), then the watch."""
         try:
-            await self._open_folders(list(self.folders.values()))
+            if self.folders:
+                self._announce_all(list(self.folders.values()))
         finally:
             self._start()
 
@@ -83,13 +81,8 @@ class Recovery(Feature):
 
     def shutdown(self) -> None:
         self._stop()
-        self._close_prescan()
 
-    def close(self) -> None:
-        self.shutdown()
-        thread = self._warm_thread
-        if thread is not None:
-            thread.join(timeout=10)
+    close = shutdown
 
     # -------------------------------------------------------------- announce
     def announce(self, folder: Folder, sessions: list) -> None:
@@ -105,64 +98,35 @@ class Recovery(Feature):
         self.prompts.offer(fresh)
 
     def _announce_listed(self, folder: Folder) -> None:
+        self._announce_all([folder])
+
+    def _announce_all(self, folders: list) -> None:
         try:
-            sessions = interrupted_sessions(self.storage.store, folder.path)
+            lists = self.storage.interrupted([f.path for f in folders])
         except Exception as exc:
-            log.warning("cannot list the sessions of %s: %s", folder.uri, exc)
+            log.warning("cannot list the sessions of %s: %s", ", ".join(f.uri for f in folders), exc)
             return
-        self.announce(folder, sessions)
-
-    async def _open_folders(self, folders: list) -> None:
-        """The on-open notifications: the pre-scan's answer when it has one."""
-        prelisted = None
-        prescan, self._prescan = self._prescan, None
-        if prescan is not None and folders:
-            try:
-                directory = self.storage.directory()
-                loop = asyncio.get_running_loop()
-                prelisted = await loop.run_in_executor(
-                    None, prescan.query, directory, self.settings.stale_after_ms, [f.path for f in folders]
-                )
-            except Exception:
-                log.debug("pre-scan unusable", exc_info=True)
-        if prescan is not None:
-            prescan.close()
-        for i, folder in enumerate(folders):
-            if prelisted is not None:
-                self.announce(folder, prelisted[i])
-            else:
-                self._announce_listed(folder)
-
-    def _close_prescan(self) -> None:
-        prescan, self._prescan = self._prescan, None
-        if prescan is not None:
-            prescan.close()
+        for folder, sessions in zip(folders, lists):
+            self.announce(folder, sessions)
 
     # ----------------------------------------------------------------- watch
     def _start(self) -> None:
-        """Start watching. The store is (re)scanned off the loop first; the
-        on-open list may have come from the pre-scan, so one forced check
-        then notifies anything that changed in between."""
+        """Start watching once the store has scanned the directory itself (off the
+        loop); the on-open list may have come from the pre-scan, so one forced
+        check then notifies anything that changed in between."""
         if self._watching:
             return
         self._loop = asyncio.get_running_loop()
         self._watching = True
         loop = self._loop
 
-        def warm_up() -> None:
-            try:
-                store = self.storage.store
-                store.watcher_fileno()  # watch first, so nothing slips between
-                store.refresh()
-            except Exception:
-                log.debug("warm-up scan failed", exc_info=True)
+        def done() -> None:
             try:
                 loop.call_soon_threadsafe(self._warmed)
             except RuntimeError:  # the loop is gone: the server is ending
                 pass
 
-        self._warm_thread = threading.Thread(target=warm_up, name="warm-up", daemon=True)
-        self._warm_thread.start()
+        self.storage.warm_up(done)
 
     def _warmed(self) -> None:
         self._warm = True

@@ -7,6 +7,10 @@ default. The store is opened on first use (a request may come before
 ``shutdown`` releases every session this server holds (they read
 ``interrupted``; nothing is completed implicitly); the end of the process
 closes the store.
+
+Listings: until :meth:`warm_up` has scanned the directory in a thread, the
+start-up pre-scan child (:mod:`.prescan`) answers them from its own warm
+store when it can; afterwards (or when it cannot) the store does.
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ import threading
 from ..core.errors import ConfigError
 from .feature import Feature
 from .options import DEFAULTS
+from .prescan import interrupted_sessions
+from .wire import list_result_to_wire
 
 log = logging.getLogger(__name__)
 
 
 class Storage(Feature):
-    def __init__(self, server, cli_dir: str | None = None) -> None:
+    def __init__(self, server, cli_dir: str | None = None, prescan=None) -> None:
         super().__init__(server)
         self.cli_dir = cli_dir
+        self._prescan = prescan
+        self.warm = False  # has this process scanned the directory itself?
+        self._warm_thread: threading.Thread | None = None
         self.settings = DEFAULTS
         self._store = None
         self._opened_with: tuple | None = None  # (directory, redact_secrets, trash_retention_ms)
@@ -69,6 +78,61 @@ class Storage(Feature):
             return str(exc)
         return None
 
+    # -------------------------------------------------------------- listings
+    def _helper(self):
+        """The pre-scan child, while it can answer for this directory and our store is not warm."""
+        prescan = self._prescan
+        if prescan is None or self.warm:
+            return None
+        try:
+            return prescan if prescan.serves(self.directory()) else None
+        except ConfigError:
+            return None
+
+    def interrupted(self, folder_paths: list) -> list:
+        """Per folder, its interrupted sessions as wire Listings."""
+        helper = self._helper()
+        if helper is not None:
+            answer = helper.interrupted(self.settings.stale_after_ms, folder_paths)
+            if answer is not None:
+                return answer
+        store = self.store
+        return [interrupted_sessions(store, path) for path in folder_paths]
+
+    def list_incomplete(self, project_dir=None, status=None, limit=None) -> dict:
+        """``listIncomplete``'s result (params already mapped by :mod:`.params`)."""
+        helper = self._helper()
+        if helper is not None:
+            answer = helper.list_incomplete(self.settings.stale_after_ms, project_dir, status, limit)
+            if answer is not None:
+                return answer
+        return list_result_to_wire(self.store.list(project_dir=project_dir, status=status, limit=limit))
+
+    def warm_up(self, done) -> None:
+        """Scan the directory off the loop (watch first, so nothing slips between),
+        then stop asking the pre-scan and call ``done()`` from the thread."""
+        if self._warm_thread is not None:
+            return
+
+        def work() -> None:
+            try:
+                store = self.store
+                store.watcher_fileno()
+                store.refresh()
+                self.warm = True
+            except Exception:
+                log.debug("warm-up scan failed", exc_info=True)
+            self._close_prescan()
+            done()
+
+        self._warm_thread = threading.Thread(target=work, name="warm-up", daemon=True)
+        self._warm_thread.start()
+
+    def _close_prescan(self) -> None:
+        prescan, self._prescan = self._prescan, None
+        if prescan is not None:
+            prescan.close()
+
     # --------------------------------------------------------------- events
     def initialize(self, settings, folders) -> None:
         self.settings = settings
@@ -94,6 +158,10 @@ class Storage(Feature):
             store.release_all()
 
     def close(self) -> None:
+        self._close_prescan()
+        thread = self._warm_thread
+        if thread is not None:
+            thread.join(timeout=10)
         with self._lock:
             store, self._store = self._store, None
         if store is not None:
