@@ -196,8 +196,9 @@ async def test_prompt_discard_moves_the_snapshot_to_the_trash(snapshot_dir, proj
         assert h.notes[RECOVER] == []
         trash = await h.request("opendev/snapshot.listTrash")
         assert [e["sessionId"] for e in trash["entries"]] == ["bye"]
-        await h.wait_until(lambda: any("trash" in m.message for m in h.client.messages), what="the undo hint")
-        assert any("opendev-snapshot restore bye" in m.message for m in h.client.messages)
+        await h.wait_until(lambda: any("trash" in m.message for m in h.client.log_messages), what="the undo hint")
+        assert any("opendev-snapshot restore bye" in m.message for m in h.client.log_messages)
+        assert h.client.messages == []  # no pop-up for what the user just chose
 
 
 async def test_prompt_discard_of_a_session_running_again_removes_nothing(snapshot_dir, project):

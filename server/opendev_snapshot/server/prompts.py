@@ -11,7 +11,7 @@ once per server run; up to ``maxPrompts`` of each batch, newest first.
 - Recover: ``opendev/recoverSession`` with the session's Listing; the
   snapshot stays until the client removes or completes it.
 - Discard: to the trash, refused (and the user told) if the session is
-  running again by then; the message says how to bring it back.
+  running again by then; ``window/logMessage`` says how to bring it back.
 """
 
 from __future__ import annotations
@@ -159,11 +159,12 @@ class Prompts(Feature):
             log.warning("discarding %s failed: %s", session_id, exc)
             self._tell(types.MessageType.Error, f"could not discard session {shown}: {exc}")
             return
-        if removed:
-            self._tell(
-                types.MessageType.Info,
-                f"session {shown} moved to the trash; `opendev-snapshot restore {shown}` brings it back.",
-            )
+        if removed:  # no pop-up for what the user just chose; the way back goes to the log panel
+            self.server.window_log_message(types.LogMessageParams(
+                type=types.MessageType.Info,
+                message=f"opendev-snapshot: session {shown} moved to the trash; "
+                f"`opendev-snapshot restore {shown}` brings it back.",
+            ))
         else:
             self._tell(types.MessageType.Info, f"session {shown} no longer exists.")
 
