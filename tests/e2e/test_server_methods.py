@@ -374,3 +374,62 @@ async def test_claim_holds_the_lock_until_shutdown_and_never_completes(snapshot_
     assert listing["held"]["completed"] is False
     data = json.loads((snapshot_dir / "held_session_snapshot.json").read_text())
     assert data["completed"] is False
+
+
+def hold(snapshot_dir, session_id, project):
+    """Another live process (an agent) that saves and holds a session until killed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from opendev_snapshot.core import SnapshotStore, new_record\n"
+        "s = SnapshotStore(sys.argv[1])\n"
+        "s.save(new_record(sys.argv[2], sys.argv[3]), claim=True)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(snapshot_dir), session_id, str(project)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+async def test_a_session_running_elsewhere_is_refused_unless_forced(snapshot_dir, project):
+    proc = hold(snapshot_dir, "busy", project)
+    try:
+        async with session(snapshot_dir, folders=[project], init_options={"prompt": False}) as h:
+            for method, params in [(REMOVE, {"sessionId": "busy"}), (SAVE, {"sessionId": "busy", "projectDir": str(project)})]:
+                err = await error_of(h, method, params)
+                assert err.code == -32003, (method, err)
+                assert err.data["sessionId"] == "busy" and err.data["holder"]["pid"] == proc.pid
+                assert f"pid {proc.pid}" in err.message
+            with pytest.raises(Exception) as info:
+                await h.command("opendev.snapshot.discard", "busy")
+            assert info.value.code == -32003
+            assert (snapshot_dir / "busy_session_snapshot.json").exists()
+            # force: written (without the lock: it stays the agent's), then removed to the trash
+            saved = await h.request(SAVE, {"sessionId": "busy", "projectDir": str(project), "messageCount": 9, "force": True})
+            assert saved["claimed"] is False
+            assert (await h.request(LOAD, {"sessionId": "busy"}))["messageCount"] == 9
+            assert await h.request(REMOVE, {"sessionId": "busy", "force": True}) == {"removed": True}
+            assert [e["sessionId"] for e in (await h.request(LIST_TRASH))["entries"]] == ["busy"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_restore_refusals(snapshot_dir, project):
+    async with session(snapshot_dir, folders=[project], init_options={"prompt": False}) as h:
+        err = await error_of(h, RESTORE, {"sessionId": "never-trashed"})
+        assert err.code == -32001 and "trash" in err.message
+        await h.request(SAVE, {"sessionId": "twice", "projectDir": str(project)})  # ours: removable
+        assert await h.request(REMOVE, {"sessionId": "twice"}) == {"removed": True}
+        await h.request(SAVE, {"sessionId": "twice", "projectDir": str(project)})
+        err = await error_of(h, RESTORE, {"sessionId": "twice"})
+        assert err.code == -32003 and err.data["sessionId"] == "twice"
+        with pytest.raises(Exception) as info:
+            await h.command("opendev.snapshot.restore", "never-trashed")
+        assert info.value.code == -32001
+        err = await error_of(h, LIST_TRASH, [1])
+        assert err.code == -32602

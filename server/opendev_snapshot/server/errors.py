@@ -28,6 +28,7 @@ from ..core.errors import (
     SessionRunning,
     StorageError,
 )
+from ..core.holder import describe_holder
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,15 @@ def storage_failure(message: str, path: str | None = None, errno: int | None = N
 
 def session_running(exc: SessionRunning) -> JsonRpcException:
     holder = exc.holder if isinstance(exc.holder, dict) else None
-    where = ""
     if holder:
-        pid, host = holder.get("pid"), holder.get("host")
-        if pid is not None:
-            where = f" (pid {pid}" + (f" on {host}" if host else "") + ")"
+        where = f" ({describe_holder(holder)})"
+    elif exc.holder is None:
+        where = " (saved moments ago without a lock file)"
+    else:
+        where = ""
     return JsonRpcException(
         code=SESSION_RUNNING,
-        message=f"session {exc.session_id!r} is running in another live process{where}; "
-        "pass force: true to override",
+        message=f"session {exc.session_id!r} is running in another live process{where}; pass force: true to override",
         data={"sessionId": exc.session_id, "holder": holder},
     )
 

@@ -49,7 +49,9 @@ class Holder(WireModel):
 
 
 class TrashEntry(WireModel):
-    session_id: str
+    """``sessionId`` and ``snapshot`` are null for a trashed file that was not a usable snapshot."""
+
+    session_id: Optional[str]
     removed_at_ms: int
     snapshot: Optional[AppStateSnapshot]
 

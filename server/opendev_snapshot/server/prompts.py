@@ -25,6 +25,7 @@ from collections import deque
 from lsprotocol import types
 
 from ..core.errors import SessionRunning
+from ..core.holder import describe_holder
 from ..core.text import format_cost, printable
 from .feature import Feature
 from .names import RECOVER_SESSION
@@ -136,14 +137,11 @@ class Prompts(Feature):
         """Send ``opendev/recoverSession`` with a fresh Listing; None if not recoverable."""
         store = self.storage.store
         record = store.load(session_id)
-        if record is None:
+        if record is None or record["completed"]:
             return None
-        for listing in store.list(project_dir=record["project_dir"]).sessions:
-            if listing["session_id"] == session_id:
-                wire = listing_to_wire(listing)
-                self.server.protocol.notify(RECOVER_SESSION, {"session": wire})
-                return wire
-        return None  # completed since
+        wire = listing_to_wire(store.listing(record))
+        self.server.protocol.notify(RECOVER_SESSION, {"session": wire})
+        return wire
 
     def discard(self, session_id: str) -> None:
         """Discard chosen in a prompt: to the trash, never a session that runs again."""
@@ -151,8 +149,7 @@ class Prompts(Feature):
         try:
             removed = self.storage.store.remove(session_id, force=False)
         except SessionRunning as exc:
-            holder = exc.holder or {}
-            where = f" (pid {holder['pid']})" if isinstance(holder, dict) and holder.get("pid") else ""
+            where = f" ({printable(describe_holder(exc.holder))})" if exc.holder else ""
             self._tell(types.MessageType.Warning, f"session {shown} is running again{where}; nothing was discarded.")
             return
         except Exception as exc:
