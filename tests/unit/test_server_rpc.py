@@ -365,3 +365,26 @@ async def test_a_clients_mistakes_leave_warnings_not_tracebacks(caplog):
     tracebacks = [(r.name, type(r.exc_info[1]).__name__) for r in caplog.records if r.exc_info]
     assert tracebacks and all(kind == "ZeroDivisionError" for _name, kind in tracebacks), tracebacks  # only the real bug
     assert sum("answering" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) >= 2
+
+
+async def test_plain_results_are_sent_as_they_are_and_typed_ones_through_the_converter():
+    """The response/notification hooks skip cattrs' walk of plain dicts, nothing else changes."""
+    server = build(False)
+    big = {"sessions": [{"sessionId": f"s{i}", "lastToolResults": [{"outputPreview": "x" * 50}] * 10} for i in range(50)]}
+
+    @server.feature("x/big")
+    def big_result(ls, params):
+        return big
+
+    @server.feature("x/typed")
+    def typed_result(ls, params):
+        return {"range": types.Range(start=types.Position(line=1, character=2), end=types.Position(line=3, character=4)),
+                "kind": types.MessageType.Warning, "none": None}
+
+    out = await exchange(server, frame(INIT) + frame({"jsonrpc": "2.0", "id": 2, "method": "x/big", "params": {}})
+                         + frame({"jsonrpc": "2.0", "id": 3, "method": "x/typed", "params": {}}))
+    assert out.one_answer(2) == {"jsonrpc": "2.0", "id": 2, "result": big}
+    assert out.one_answer(3)["result"] == {"range": {"start": {"line": 1, "character": 2}, "end": {"line": 3, "character": 4}},
+                                           "kind": 2, "none": None}
+    server.protocol.notify("x/note", {"a": [1, {"b": None}]})
+    assert out.messages[-1] == {"jsonrpc": "2.0", "method": "x/note", "params": {"a": [1, {"b": None}]}}
