@@ -388,3 +388,23 @@ async def test_plain_results_are_sent_as_they_are_and_typed_ones_through_the_con
                                            "kind": 2, "none": None}
     server.protocol.notify("x/note", {"a": [1, {"b": None}]})
     assert out.messages[-1] == {"jsonrpc": "2.0", "method": "x/note", "params": {"a": [1, {"b": None}]}}
+
+
+@pytest.mark.parametrize("stock", [True, False], ids=["stock", "ours"])
+async def test_an_async_initialize_handler_is_answered_once(stock):
+    """Finding 3: the old fast start answered id 1 itself, and again when an async handler finished."""
+    server = build(stock)
+    seen = []
+
+    @server.feature(types.INITIALIZE)
+    async def initialize(ls, params):
+        await asyncio.sleep(0.01)
+        seen.append(params.process_id)
+
+    out = await exchange(server, frame({**INIT, "params": {"processId": 7, "capabilities": {}}}))
+    for _ in range(50):
+        if out.answers(1):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert "capabilities" in out.one_answer(1)["result"] and seen == [7]
