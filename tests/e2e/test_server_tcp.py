@@ -269,6 +269,8 @@ async def test_allow_remote_binds_what_was_asked(snapshot_dir, project):
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         env=server_env(snapshot_dir))
     try:
+        warning = (await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode()
+        assert "warning" in warning and "other machines" in warning
         line = (await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode()
         assert f"listening on 0.0.0.0:{port}" in line
     finally:

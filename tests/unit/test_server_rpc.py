@@ -314,16 +314,20 @@ async def test_end_of_input_inside_a_body_ends_quietly(wrap):
     assert "result" in out.one_answer(4)
 
 
-async def test_pushed_back_bytes_are_read_first():
+async def test_a_connection_that_has_not_authenticated_ends_at_a_first_line_that_is_no_header():
     stream = asyncio.StreamReader()
-    stream.feed_data(b"rest\n")
+    stream.feed_data(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")
     stream.feed_eof()
-    reader = FrameReader(stream, pushback=b"Content-Length: 4\r\n\r\nbody")
-    assert await reader.readline() == b"Content-Length: 4\r\n"
-    assert await reader.readline() == b"\r\n"
-    assert await reader.readexactly(4) == b"body"
-    assert await reader.readline() == b"rest\n"
-    assert await reader.readline() == b""
+    reader = FrameReader(stream, header_first=True)
+    assert await reader.readline() == b"" and reader.refused_header
+
+
+async def test_a_connection_that_has_not_authenticated_ends_at_a_big_body():
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"content-length: 99999999\r\n\r\n")
+    stream.feed_eof()
+    reader = FrameReader(stream, header_first=True, max_body=1 << 20)
+    assert await reader.readline() == b"" and not reader.refused_header
 
 
 # -------------------------------------------------------------- exit codes

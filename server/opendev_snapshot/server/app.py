@@ -226,14 +226,16 @@ async def serve_stdio(server: SnapshotServer, in_fd: int, out_fd: int) -> int:
 
 # ----------------------------------------------------------------------- tcp
 async def serve_tcp(server: SnapshotServer, host: str, port: int, token: str, token_file: str | None = None) -> int:
-    from .tcp import Gate, TcpConfigError, listen, write_token_file
+    from .gate import Gate, listen
+    from .tcp import TcpConfigError, write_token_file
 
     stop = server.stop_future()
     finished: asyncio.Future = asyncio.get_running_loop().create_future()
 
-    async def on_editor(frames: FrameReader, writer: asyncio.StreamWriter) -> None:
+    async def on_editor(frames: FrameReader, writer: asyncio.StreamWriter, initialize) -> None:
         listener.close()  # one editor per server: nobody else connects from now on
         server.protocol.set_writer(writer)
+        server.protocol.handle_message(initialize)  # read and checked at the gate, answered here
         try:
             code = await server.serve(frames)
         finally:

@@ -77,9 +77,11 @@ def run(args) -> int:
         try:
             if not host:
                 raise TcpConfigError("--host is empty: name an address (127.0.0.1 by default)")
-            check_host(host, port, bool(getattr(args, "allow_remote", False)))
+            warning = check_host(host, port, bool(getattr(args, "allow_remote", False)))
         except TcpConfigError as exc:
             return _fail(str(exc), 2)
+        if warning:
+            print(f"opendev-snapshot: warning: {warning}", file=sys.stderr, flush=True)
         tcp = (host, port, make_token(), getattr(args, "token_file", None))
     elif getattr(args, "token_file", None) or getattr(args, "allow_remote", False):
         return _fail("--token-file and --allow-remote are for --tcp", 2)

@@ -15,8 +15,9 @@ what would otherwise stop pygls' loop or lose messages (pygls 2.1.1):
   is dropped instead of raising out of ``run_async`` (which ends the server);
 - end of input in the middle of a body ends the loop instead of raising.
 
-It can also give back bytes already read (``pushback``): the TCP gate reads
-the first frame to check the token, then pygls reads it again.
+For a connection that has not authenticated (TCP) it also ends the input
+at a first line that is not a ``Content-Length`` header (``header_first``)
+and at a body over ``max_body`` bytes.
 """
 
 from __future__ import annotations
@@ -44,41 +45,31 @@ def new_stream_reader() -> asyncio.StreamReader:
 class FrameReader:
     """pygls' reader interface over an ``asyncio.StreamReader`` (see the module docstring)."""
 
-    def __init__(self, reader: asyncio.StreamReader, pushback: bytes = b"") -> None:
+    def __init__(self, reader, *, header_first: bool = False, max_body: int | None = None) -> None:
         self._reader = reader
-        self._pending = bytearray(pushback)
-
-    def push_back(self, data: bytes) -> None:
-        self._pending[:0] = data
-
-    async def _raw_line(self) -> bytes:
-        if self._pending:
-            end = self._pending.find(b"\n")
-            if end >= 0:
-                line = bytes(self._pending[: end + 1])
-                del self._pending[: end + 1]
-                return line
-            head = bytes(self._pending)
-            self._pending.clear()
-            return head + await self._raw_line()
-        try:
-            return await self._reader.readline()
-        except ValueError:  # over the limit: asyncio has dropped it already
-            return _DROPPED
+        self.header_first = header_first
+        self.max_body = max_body
+        self.refused_header = False  # the first line was not a Content-Length header
 
     async def readline(self) -> bytes:
-        return canonical_header(await self._raw_line())
+        try:
+            line = await self._reader.readline()
+        except ValueError:  # over the limit: asyncio has dropped it already
+            line = _DROPPED
+        line = canonical_header(line)
+        if self.header_first:
+            self.header_first = False
+            if not line.startswith(b"Content-Length: "):
+                self.refused_header = True
+                return b""  # pygls' loop ends: the caller closes the connection
+        if self.max_body is not None and line.startswith(b"Content-Length: "):
+            if int(line[len(b"Content-Length: ") :]) > self.max_body:
+                return b""
+        return line
 
     async def readexactly(self, n: int) -> bytes:
-        head = b""
-        if self._pending:
-            head = bytes(self._pending[:n])
-            del self._pending[:n]
-            n -= len(head)
-            if n == 0:
-                return head
         try:
-            return head + await self._reader.readexactly(n)
+            return await self._reader.readexactly(n)
         except asyncio.IncompleteReadError:
             return b""  # end of input mid-body: pygls' loop ends
 
