@@ -93,31 +93,31 @@ class Conn:
 
 @contextlib.asynccontextmanager
 async def tcp_server(snapshot_dir, *args):
-    for _attempt in range(3):
-        port = free_port()
-        proc = await asyncio.create_subprocess_exec(
-            *server_command(), "--tcp", "--port", str(port), *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            env=server_env(snapshot_dir),
-        )
-        listening = token = None
-        while token is None:
-            line = (await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode()
-            if not line:
-                break
-            if m := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
-                listening = int(m.group(1))
-            if m := re.search(r"token: (\S+)", line):
-                token = m.group(1)
-        if token is not None:
-            break
-        await proc.wait()  # the port was taken meanwhile: try another
-    assert listening == port and token
-    server = TcpServer(proc, port, token)
+    proc = None
     try:
-        yield server
+        for _attempt in range(3):
+            port = free_port()
+            proc = await asyncio.create_subprocess_exec(
+                *server_command(), "--tcp", "--port", str(port), *args,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+                env=server_env(snapshot_dir),
+            )
+            listening = token = None
+            while token is None:
+                line = (await asyncio.wait_for(proc.stderr.readline(), TIMEOUT)).decode()
+                if not line:
+                    break
+                if m := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+                    listening = int(m.group(1))
+                if m := re.search(r"token: (\S+)", line):
+                    token = m.group(1)
+            if token is not None:
+                break
+            await proc.wait()  # the port was taken meanwhile: try another
+        assert listening == port and token
+        yield TcpServer(proc, port, token)
     finally:
-        if proc.returncode is None:
+        if proc is not None and proc.returncode is None:  # also when it never got as far as listening
             proc.kill()
             await proc.wait()
 
