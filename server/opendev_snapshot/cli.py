@@ -127,29 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restore", parents=[common], help="put a session back from the trash")
     p.add_argument("session_id", metavar="ID", help="a session id in the trash, or a unique prefix of one")
 
-    p = sub.add_parser("serve", parents=[common], help="run the JSON-RPC server (stdio by default)")
-    p.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
-    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    from .server.args import add_serve_arguments
+
+    add_serve_arguments(sub.add_parser("serve", parents=[common], help="run the JSON-RPC server (stdio by default)"))
     return parser
 
 
 # ------------------------------------------------------------------ logging
 def _setup_logging(args) -> None:
-    try:
-        from .logsetup import LogFileError, configure_logging
-    except ImportError:  # TRANSITIONAL: until the server's logsetup lands
-        import logging
+    from .logsetup import LogFileError, configure_logging
 
-        handler = logging.StreamHandler(sys.stderr)
-        if args.log_file:
-            try:
-                handler = logging.FileHandler(args.log_file, encoding="utf-8")
-            except OSError as exc:
-                raise CliError(f"cannot open log file {args.log_file}: {exc.strerror or exc}") from exc
-        logging.getLogger().handlers[:] = [handler]
-        logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-        return
     try:
         configure_logging(args.log_file, args.verbose)
     except LogFileError as exc:
@@ -395,7 +382,7 @@ def cmd_list(args, out) -> int:
     finally:
         progress.finish()
     if args.json:
-        from ._wire import list_result_to_wire
+        from .server.wire import list_result_to_wire
 
         _dump_json(list_result_to_wire(result), out)
     elif result.sessions:
@@ -453,7 +440,7 @@ def cmd_show(args, out) -> int:
     listing = store.listing(record)  # record + status, kind, notebook, path
     status = listing["status"]
     if args.json:
-        from ._wire import listing_to_wire
+        from .server.wire import listing_to_wire
 
         _dump_json(listing_to_wire(listing), out)
         return EXIT_OK
@@ -591,7 +578,7 @@ def cmd_trash(args, out) -> int:
     store, directory = _store(args, must_exist=False)
     entries = store.list_trash() if store is not None else []
     if args.json:
-        from ._wire import trash_entry_to_wire
+        from .server.wire import trash_entry_to_wire
 
         _dump_json({"entries": [trash_entry_to_wire(e) for e in entries]}, out)
         return EXIT_OK
@@ -626,7 +613,7 @@ def cmd_trash(args, out) -> int:
 
 
 def cmd_serve(args, out) -> int:
-    from .server.app import run
+    from .server.args import run
 
     return run(args)
 
