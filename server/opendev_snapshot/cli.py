@@ -224,14 +224,20 @@ def describe_holder(holder: object) -> str:
 
 
 # ---------------------------------------------------------------- the store
-def _directory(args):
-    """The snapshot directory and where it came from; ``--dir ""`` is refused."""
-    from .core.paths import ENV_VAR, resolve_snapshot_dir
-
+def _refuse_empty_dir(args) -> None:
+    """``--dir ""`` is an error for every command, never the default directory
+    (a script with an unset variable must not clean up the real store)."""
     if args.dir is not None and not args.dir.strip():
         raise CliError(
             "--dir is empty: give the snapshot directory's path (is a shell variable unset?)", EXIT_USAGE
         )
+
+
+def _directory(args):
+    """The snapshot directory and where it came from; ``--dir ""`` is refused."""
+    from .core.paths import ENV_VAR, resolve_snapshot_dir
+
+    _refuse_empty_dir(args)
     directory = resolve_snapshot_dir(cli_dir=args.dir)
     if args.dir is not None:
         source = "--dir"
@@ -667,6 +673,7 @@ def main(argv: list | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
+        _refuse_empty_dir(args)
         if args.command != "serve":  # the server configures its own logging
             _setup_logging(args)
         return COMMANDS[args.command](args, sys.stdout)

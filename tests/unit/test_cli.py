@@ -241,7 +241,7 @@ def test_default_directory_from_home(tmp_path):
 # ------------------------------------------------------------- --dir checks
 @pytest.mark.parametrize(
     "args",
-    [["list"], ["show", "x"], ["remove", "x"], ["restore", "x"], ["trash"], ["cleanup", "--max-age", "0s"]],
+    [["list"], ["show", "x"], ["remove", "x"], ["restore", "x"], ["trash"], ["cleanup", "--max-age", "0s"], ["serve"]],
 )
 def test_empty_dir_is_refused_and_the_default_is_untouched(tmp_path, args):
     home = tmp_path / "home"
