@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from opendev_snapshot.core import SnapshotStore
 from opendev_snapshot.core.codec import decode, encode, format_f64
 from opendev_snapshot.core.errors import InvalidSnapshot
-from opendev_snapshot.core.store import record_tool_result
+from opendev_snapshot.core.records import append_tool_result
 
 from helpers import FIXTURES
 
@@ -42,7 +42,7 @@ def build_like_the_seed(spec: dict) -> dict:
     }
     limit = spec.get("max_entries")
     for entry in spec.get("tool_results", []):
-        record_tool_result(record, dict(entry), limit if limit is not None else 2**64)
+        append_tool_result(record, dict(entry), limit if limit is not None else 2**64)
     record["snapshot_timestamp_ms"] = spec["snapshot_timestamp_ms"]
     return record
 

@@ -534,8 +534,10 @@ def test_cleanup_leaves_a_session_rewritten_meanwhile(snapshot_dir, monkeypatch)
     s = SnapshotStore(snapshot_dir)
     s.save(rec("dead", age_ms=48 * HOUR), claim=True)
     s.release("dead")
-    real = s._unlink_if_same
-    monkeypatch.setattr(s, "_unlink_if_same", lambda path, key: real(path, ("changed",)))
+    from opendev_snapshot.core import cleanup as cleanup_module
+
+    real = cleanup_module._unlink_if_same
+    monkeypatch.setattr(cleanup_module, "_unlink_if_same", lambda path, key: real(path, ("changed",)))
     assert s.cleanup(HOUR).session_ids == []
     assert (snapshot_dir / "dead_session_snapshot.json").exists()
     assert (snapshot_dir / "dead_session_snapshot.lock").exists()  # its lock file is not ours to drop

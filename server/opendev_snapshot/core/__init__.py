@@ -1,7 +1,8 @@
 """The domain core: models, codec, durable store. No editor or protocol imports."""
 
 from .errors import ConfigError, InvalidSnapshot, SessionNotFound, SnapshotError, StorageError
-from .store import COMPLETED, INTERRUPTED, RUNNING, SnapshotStore, new_record
+from .records import COMPLETED, INTERRUPTED, RUNNING, new_record
+from .store import SnapshotStore
 
 __all__ = [
     "COMPLETED",

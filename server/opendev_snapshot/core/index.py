@@ -21,6 +21,8 @@ import zlib
 import stat
 
 from ._log import logger
+from .durable import write_atomic
+from .errors import StorageError
 
 INDEX_NAME = ".opendev-index-v1"
 MAGIC = b"ODSIDX2\n"
@@ -81,22 +83,9 @@ def write_index(directory: str, rows: tuple) -> bool:
     except ValueError:  # an unmarshallable value (should not happen): skip
         return False
     blob = MAGIC + _head(payload) + payload
-    path = os.path.join(directory, INDEX_NAME)
-    tmp = os.path.join(directory, f"{INDEX_NAME}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
-        try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        write_atomic(directory, INDEX_NAME, blob, what="index", sync=False)  # a hint: losing it loses nothing
         return True
-    except OSError as exc:
-        logger(__name__).debug("cannot write index %s: %s", path, exc)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    except StorageError as exc:
+        logger(__name__).debug("cannot write the index in %s: %s", directory, exc)
         return False

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
-from .store import new_record, now_ms
+from .records import new_record, now_ms
 from .validation import U64_MAX, check_str
 
 U64 = Annotated[int, Field(ge=0, le=U64_MAX, strict=True)]

@@ -13,7 +13,8 @@ import secrets
 import time
 
 from ..core.errors import SessionNotFound
-from ..core.store import SnapshotStore, new_record, now_ms, record_tool_result
+from ..core.records import append_tool_result, new_record, now_ms
+from ..core.store import SnapshotStore
 from ..core.validation import SESSION_ID_MAX
 
 TOOL_NAME = "cell"
@@ -144,7 +145,7 @@ class KernelSession:
         """Append the cell's tool result (oldest dropped past ``max_entries``) and save."""
         record = self._fresh()
         entry = cell_entry(execution_count, source, outcome, success, preview_chars)
-        record_tool_result(record, entry, max(int(max_entries), 0))
+        append_tool_result(record, entry, max(int(max_entries), 0))
         return self.save(execution_count)
 
     def complete(self) -> dict:
