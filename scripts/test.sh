@@ -15,7 +15,7 @@ if [ -f client-config/vscode/package-lock.json ] && command -v npm >/dev/null; t
   target=$(.venv/bin/python client-config/vscode/scripts/bundle_server.py --print-target)
   (cd client-config/vscode && npm ci --silent --no-audit --no-fund \
     && ../../.venv/bin/python scripts/bundle_server.py --target "$target" \
-    && npx --no-install vsce package --target "$target" --out "opendev-snapshot-$target.vsix" >/dev/null)
+    && npx --no-install vsce package --allow-missing-repository --target "$target" --out "opendev-snapshot-$target.vsix" >/dev/null)
   export OPENDEV_TEST_VSIX="$PWD/client-config/vscode/opendev-snapshot-$target.vsix"
 fi
 set +e

@@ -64,7 +64,7 @@ def build_vsix(out: Path) -> Path:
     assert (EXTENSION / "node_modules").exists(), "client-config/vscode/node_modules is missing: run `npm ci` there (scripts/test.sh does)"
     steps = [
         [sys.executable, "scripts/bundle_server.py", "--target", TARGET],
-        [require("npx"), "--no-install", "vsce", "package", "--target", TARGET, "--out", str(out)],
+        [require("npx"), "--no-install", "vsce", "package", "--allow-missing-repository", "--target", TARGET, "--out", str(out)],
     ]
     for cmd in steps:
         proc = subprocess.run(cmd, cwd=EXTENSION, capture_output=True, text=True, timeout=600)
