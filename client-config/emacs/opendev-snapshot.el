@@ -106,7 +106,9 @@ Each is a plist (:id :prompt :answer).")
   "Questions waiting for an idle moment: a list of (CONNECTION . SESSION).")
 
 (defvar opendev-snapshot--asking nil "Non-nil while a question is on screen.")
-(defvar opendev-snapshot--idle-timer nil)
+(defvar opendev-snapshot--timer nil "Polls for an idle moment while questions wait.")
+(defvar opendev-snapshot--command-count 0 "Commands run while questions wait.")
+(defvar opendev-snapshot--answered nil "(TIME . COMMAND-COUNT) of the last answer.")
 (defvar opendev-snapshot--connections nil "Live server connections (eglot servers, lsp-mode workspaces).")
 (defvar opendev-snapshot--roots (make-hash-table :test #'eq :weakness 'key)
   "Connection -> its project root (a directory name).")
@@ -441,15 +443,37 @@ Or why nothing happened."
       defining-kbd-macro
       opendev-snapshot--asking))
 
+;; Idle means: no command for `opendev-snapshot-prompt-idle-seconds'.
+;; Emacs's own idleness (`current-idle-time') covers the usual case; it
+;; does not restart after an answer typed in a minibuffer opened by a timer,
+;; so the time and command count of the last answer cover that one.
+
+(defun opendev-snapshot--count-command ()
+  (cl-incf opendev-snapshot--command-count))
+
+(defun opendev-snapshot--idle-p ()
+  "Non-nil when the user has not run a command for the idle time."
+  (let ((idle (current-idle-time)))
+    (or (and idle (>= (float-time idle) opendev-snapshot-prompt-idle-seconds))
+        (and opendev-snapshot--answered
+             (= (cdr opendev-snapshot--answered) opendev-snapshot--command-count)
+             (>= (- (float-time) (car opendev-snapshot--answered)) opendev-snapshot-prompt-idle-seconds)))))
+
+(defun opendev-snapshot--poll ()
+  (cond ((null opendev-snapshot--queue) (opendev-snapshot--stop-timer))
+        ((opendev-snapshot--idle-p) (opendev-snapshot-ask-when-idle))))
+
 (defun opendev-snapshot--ensure-timer ()
-  (when (and opendev-snapshot--queue (not opendev-snapshot--idle-timer))
-    (setq opendev-snapshot--idle-timer
-          (run-with-idle-timer opendev-snapshot-prompt-idle-seconds t #'opendev-snapshot-ask-when-idle))))
+  (when (and opendev-snapshot--queue (not opendev-snapshot--timer))
+    (add-hook 'pre-command-hook #'opendev-snapshot--count-command)
+    (setq opendev-snapshot--timer (run-with-timer 0.25 0.25 #'opendev-snapshot--poll))))
 
 (defun opendev-snapshot--stop-timer ()
-  (when opendev-snapshot--idle-timer
-    (cancel-timer opendev-snapshot--idle-timer)
-    (setq opendev-snapshot--idle-timer nil)))
+  (remove-hook 'pre-command-hook #'opendev-snapshot--count-command)
+  (setq opendev-snapshot--answered nil)
+  (when opendev-snapshot--timer
+    (cancel-timer opendev-snapshot--timer)
+    (setq opendev-snapshot--timer nil)))
 
 (defun opendev-snapshot--still-interrupted (connection session)
   "SESSION as the server lists it now, if it is still interrupted, else nil."
@@ -472,11 +496,12 @@ Or why nothing happened."
                          "Later"))
       (setq opendev-snapshot--asking nil))
     (push (list :id (plist-get session :sessionId) :prompt prompt :answer answer) opendev-snapshot-asked)
+    (setq opendev-snapshot--answered (cons (float-time) opendev-snapshot--command-count))
     (opendev-snapshot--act connection session answer)))
 
 (defun opendev-snapshot-ask-when-idle ()
   "Ask the next queued question, unless the user is busy.
-Run by an idle timer."
+Run when the user is idle."
   (cond
    ((null opendev-snapshot--queue) (opendev-snapshot--stop-timer))
    ((opendev-snapshot--user-busy-p) nil)
@@ -654,9 +679,15 @@ Shows how many would go and asks first, unless FORCE (prefix argument)."
 (defun opendev-snapshot-setup (&optional front-end)
   "Register the snapshot server for `opendev-snapshot-modes'.
 FRONT-END is `eglot' (the default) or `lsp-mode'."
+  ;; Registered when the front end loads (M-x eglot or M-x lsp loads it), so
+  ;; this costs nothing at start-up.
   (pcase (or front-end 'eglot)
-    ('eglot (require 'opendev-snapshot-eglot) (opendev-snapshot-eglot-register))
-    ('lsp-mode (require 'opendev-snapshot-lsp) (opendev-snapshot-lsp-register))
+    ('eglot (with-eval-after-load 'eglot
+              (require 'opendev-snapshot-eglot)
+              (opendev-snapshot-eglot-register)))
+    ('lsp-mode (with-eval-after-load 'lsp-mode
+                 (require 'opendev-snapshot-lsp)
+                 (opendev-snapshot-lsp-register)))
     (other (user-error "OpenDev: unknown front end %S (use eglot or lsp-mode)" other)))
   (opendev-snapshot--install-mode-line))
 

@@ -44,7 +44,8 @@ LISP_DIR = Path(__file__).resolve().parents[2] / "client-config" / "emacs"
 PACKAGES = "(require 'package)\n(package-initialize)\n"
 # The test's own settings: more questions than the default 3, and no other
 # lsp-mode clients (they would look for pylsp and friends and ask to install them).
-SETTINGS = "(setq opendev-snapshot-max-prompts 5)\n(setq lsp-client-packages nil)\n"
+IDLE_S = 0.5
+SETTINGS = f"(setq opendev-snapshot-max-prompts 5 opendev-snapshot-prompt-idle-seconds {IDLE_S})\n(setq lsp-client-packages nil)\n"
 # "RET" answers with the default.
 ANSWERS = {RECOVER_ID: "Recover", DISCARD_ID: "Discard", NOTEBOOK_ID: "Recover", LATER_ID: "RET", DIES_ID: "RET"}
 
@@ -112,10 +113,14 @@ def _scenario(emacs, tmp_path, s, front_end):
     # would open a minibuffer there); none while a minibuffer is in use.
     assert result["asked_before_idle"] == 0 and result["asked_before_idle_2"] == 0
     assert result["asked_with_minibuffer"] == 0
-    assert result["timer_is_idle_timer"] is True
-    # Then one question per idle moment, in order, Later the default (RET), nothing pre-filled.
+    # (batch Emacs is never idle: nothing would have asked by itself)
+    assert result["poll_timer"] is True and result["idle_p_before"] is False
+    # Then one question after another, in order, each after a pause with no
+    # command; Later the default (RET), nothing pre-filled.
     asked = result["asked"]
     assert [a["id"] for a in asked[:5]] == PROMPTED_ON_OPEN + [DIES_ID], asked
+    times = [a["at"] for a in asked[:5]]
+    assert all(b - a >= IDLE_S for a, b in zip(times, times[1:])), times
     assert result["queue_after"] == 0
     for a in asked[:5]:
         assert sorted(a["items"]) == ["Discard", "Later", "Recover"]

@@ -44,7 +44,7 @@
         (let* ((id (match-string 1 prompt))
                (answer (alist-get (intern id) (drv-get 'answers))))
           (push (list (cons 'id id) (cons 'items names) (cons 'answer answer) (cons 'default def)
-                      (cons 'initial initial) (cons 'prompt prompt)
+                      (cons 'initial initial) (cons 'prompt prompt) (cons 'at (float-time))
                       (cons 'in_filter (if (and (boundp 'drv-in-scenario-step) (not drv-in-scenario-step)) t :json-false)))
                 drv-asked)
           ;; "RET" is the empty string: the default
@@ -92,12 +92,14 @@
     ("eglot" (call-interactively #'eglot))
     ("lsp-mode"
      ;; the project is one lsp-mode knows (else it asks where the root is)
+     (require (quote lsp-mode))
      (lsp-workspace-folders-add (drv-get 'project))
      (call-interactively #'lsp))))
 
 (defun drv-idle ()
-  "The user pauses: what the package's idle timer runs."
-  (drv-put 'timer_is_idle_timer (if (memq opendev-snapshot--idle-timer timer-idle-list) t :json-false))
+  "The user pauses: what the package's timer runs once Emacs is idle."
+  (drv-put 'poll_timer (if (memq opendev-snapshot--timer timer-list) t :json-false))
+  (drv-put 'idle_p_before (if (opendev-snapshot--idle-p) t :json-false))
   (opendev-snapshot-ask-when-idle))
 
 (defun drv-scenario ()
@@ -119,8 +121,10 @@
     ;; 3. Idle, but a minibuffer is in use: nothing is asked.
     (let ((drv-minibuffer-busy t)) (drv-idle))
     (drv-put 'asked_with_minibuffer (length drv-asked))
-    ;; 4. Idle moments: one question each, in order.
-    (dotimes (_ 5) (drv-idle))
+    ;; 4. The user pauses: the first question; each next one follows after
+    ;;    the same pause with no key pressed, by the package's own timer.
+    (drv-idle)
+    (drv-wait "five questions" (lambda () (>= (length drv-asked) 5)))
     (drv-put 'queue_after (length opendev-snapshot--queue))
     (drv-wait "Discard to remove its file" (lambda () (not (file-exists-p (alist-get 'discard files)))))
     (drv-wait "the discard message" (lambda () (drv-message (format "discarded %s" (alist-get 'discard ids)))))
