@@ -28,7 +28,8 @@
 
 (defun opendev-snapshot-eglot--contact (&optional _interactive)
   "The eglot contact: our server class and `opendev-snapshot-server-command'."
-  (opendev-snapshot--check-server-command)
+  (unless (opendev-snapshot--program-exists-p (car (opendev-snapshot--server-command)))
+    (user-error "OpenDev: %s" (opendev-snapshot--missing-server-text)))
   (cons 'opendev-snapshot-server (opendev-snapshot--server-command)))
 
 (defun opendev-snapshot-eglot-register ()

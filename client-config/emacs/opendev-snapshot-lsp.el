@@ -26,7 +26,9 @@ initialization options in the buffer that starts it).")
   (opendev-snapshot--initialization-options))
 
 (defun opendev-snapshot-lsp--command ()
-  (opendev-snapshot--check-server-command)
+  ;; lsp-mode also calls this to see whether the server is there: say how to
+  ;; install it (once), never signal.
+  (opendev-snapshot--server-present-p)
   (opendev-snapshot--server-command))
 
 (defun opendev-snapshot-lsp-register ()

@@ -280,12 +280,20 @@ JSON null arrives in several shapes."
     (cons (if (string-match-p "\\`~" program) (expand-file-name program) program)
           (cdr opendev-snapshot-server-command))))
 
-(defun opendev-snapshot--check-server-command ()
-  "Signal a clear `user-error' when the server program cannot be found."
-  (let ((program (car (opendev-snapshot--server-command))))
-    (unless (opendev-snapshot--program-exists-p program)
-      (user-error "OpenDev: `%s' is not installed or not on `exec-path': install it (pip install /path/to/opendev-snapshot) or set `opendev-snapshot-server-command' to its path, e.g. (\"~/src/opendev-snapshot/.venv/bin/opendev-snapshot\" \"serve\")"
-                  program))))
+(defvar opendev-snapshot--warned-missing-server nil)
+
+(defun opendev-snapshot--missing-server-text ()
+  (format "`%s' is not installed or not on `exec-path': install it (pip install /path/to/opendev-snapshot) or set `opendev-snapshot-server-command' to its path, e.g. (\"~/src/opendev-snapshot/.venv/bin/opendev-snapshot\" \"serve\")"
+          (car (opendev-snapshot--server-command))))
+
+(defun opendev-snapshot--server-present-p ()
+  "Non-nil when the server program exists; else say how to install it (once)."
+  (or (opendev-snapshot--program-exists-p (car (opendev-snapshot--server-command)))
+      (progn
+        (unless opendev-snapshot--warned-missing-server
+          (setq opendev-snapshot--warned-missing-server t)
+          (display-warning 'opendev-snapshot (opendev-snapshot--missing-server-text) :error))
+        nil)))
 
 (defun opendev-snapshot--initialization-options ()
   "The server's initializationOptions from the settings above."

@@ -156,3 +156,38 @@ def _scenario(emacs, tmp_path, s, front_end):
     for sid in (DISCARD_ID, LATER_ID, RECOVER_ID, NOTEBOOK_ID, RUNNING_ID, HELD_ID):
         assert s.read(sid) == s.original[sid], sid
     assert not s.exists(OTHER_ID)
+
+
+@pytest.mark.parametrize("front_end", ["eglot", "lsp-mode"])
+def test_server_missing_says_how_to_install_it(tmp_path, front_end):
+    """A first start without the server: one clear message naming the setting, no backtrace."""
+    from editors.support import ROOT, VENV_EXE, readme_block
+
+    emacs = require("emacs")
+    block = readme_block("emacs-setup" if front_end == "eglot" else "emacs-lsp-setup", "elisp")
+    block = block.replace(VENV_EXE, str(tmp_path / "nowhere" / "opendev-snapshot")).replace("~/src/opendev-snapshot", str(ROOT))
+    project = tmp_path / "p"
+    (project / ".git").mkdir(parents=True)
+    out = tmp_path / "out.txt"
+    start = "(call-interactively #'eglot)" if front_end == "eglot" else (
+        f"(require 'lsp-mode) (lsp-workspace-folders-add \"{project}\") (call-interactively #'lsp)"
+    )
+    script = f"""
+(defvar seen nil)
+(advice-add 'display-warning :before (lambda (_type msg &rest _) (push (concat "warning: " msg) seen)))
+(find-file "{project}/x.py")
+(condition-case err (progn {start}) (error (push (concat "error: " (error-message-string err)) seen)))
+(with-temp-file "{out}" (insert (mapconcat #'identity (reverse seen) "\\n")))
+(kill-emacs 0)
+"""
+    init = tmp_path / "init.el"
+    init.write_text(PACKAGES + SETTINGS + block)
+    driver = tmp_path / "driver.el"
+    driver.write_text(script)
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = run([emacs, "--batch", "-l", str(init), "-l", str(driver)], env=emacs_env(home, "/usr/bin:/bin"), cwd=project)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = out.read_text()
+    assert "is not installed or not on `exec-path'" in seen and "opendev-snapshot-server-command" in seen, seen
+    assert seen.count("not installed") == 1, seen
