@@ -320,11 +320,16 @@ JSON null arrives in several shapes."
        #'ignore))))
 
 (defun opendev-snapshot-interrupted-count ()
-  "Interrupted sessions of the current project (else of every open one)."
-  (let* ((connection (opendev-snapshot--connection t))
-         (root (and connection (opendev-snapshot--root connection))))
-    (or (and root (gethash root opendev-snapshot--counts))
-        (let ((n 0)) (maphash (lambda (_ c) (setq n (+ n c))) opendev-snapshot--counts) n))))
+  "Interrupted sessions of the current project (else of every open one).
+Cheap: the mode line calls it on every redisplay."
+  (let ((here (and default-directory (file-name-as-directory (expand-file-name default-directory))))
+        (best nil) (total 0))
+    (maphash (lambda (root count)
+               (setq total (+ total count))
+               (when (and here (string-prefix-p root here) (or (null best) (> (length root) (length (car best)))))
+                 (setq best (cons root count))))
+             opendev-snapshot--counts)
+    (if best (cdr best) total)))
 
 (defvar opendev-snapshot--mode-line-map
   (let ((map (make-sparse-keymap)))

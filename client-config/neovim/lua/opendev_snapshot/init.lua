@@ -307,9 +307,16 @@ end
 
 --- A status line component: `OpenDev: 2 interrupted` while the current
 --- project (else any open one) has interrupted sessions, else ''.
+local root_cache = {} -- buffer name -> project root (the status line is drawn often)
+
 function M.statusline()
-  local client = M.client()
-  local n = client and client.config and M.state.counts[client.config.root_dir]
+  local name = vim.api.nvim_buf_get_name(0)
+  local root = root_cache[name]
+  if root == nil and vim.bo.buftype == '' and name ~= '' then
+    root = root_of(name)
+    root_cache[name] = root
+  end
+  local n = root and M.state.counts[root]
   if n == nil then
     n = 0
     for _, c in pairs(M.state.counts) do
