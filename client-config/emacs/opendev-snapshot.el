@@ -181,7 +181,7 @@ JSON null arrives in several shapes."
   "The program LINE runs: its first word after `VAR=value' words and `env'."
   (cl-loop for word in (split-string-and-unquote line)
            unless (or (string-match-p "\\`[[:alpha:]_][[:alnum:]_]*=" word) (equal word "env"))
-           return (expand-file-name word)
+           return (if (string-prefix-p "~" word) (expand-file-name word) word)
            finally return nil))
 
 (defun opendev-snapshot-ipython-recover-command (session)

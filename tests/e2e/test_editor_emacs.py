@@ -129,8 +129,9 @@ def _scenario(emacs, tmp_path, s, front_end):
     assert result["mode_line_on_open"].startswith(" OpenDev:") and result["in_global_mode_string"] is True
 
     # Recover with `opendev` missing: guidance in *Warnings*, snapshot kept, no terminal.
-    assert "`opendev' is not installed" in result["guidance"] and "opendev-snapshot-resume-command" in result["guidance"]
-    assert "snapshot is kept" in result["guidance"]
+    guidance = result["guidance"].replace("‘", "`").replace("’", "'")  # format-message's curved quotes
+    assert "`opendev' is not installed" in guidance and "opendev-snapshot-resume-command" in guidance
+    assert "snapshot is kept" in guidance
     assert result["terminals_after_prompts"] == []
     # The notebook session: where the notebook is and the recover command, in the kill ring.
     assert result["kill_ring_head"] == f"%opendev recover {NOTEBOOK_ID}"
