@@ -428,7 +428,7 @@ Or why nothing happened."
      (opendev-snapshot--refresh-count connection))
    (lambda (err)
      (if (eql (plist-get err :code) -32003)
-         (message "OpenDev: %s is running again%s: nothing was discarded"
+         (message "OpenDev: %s is running%s: nothing was discarded"
                   session-id (opendev-snapshot--holder-text err))
        (message "OpenDev: discarding %s failed: %s" session-id (plist-get err :message)))
      (opendev-snapshot--refresh-count connection))))

@@ -270,7 +270,7 @@ def _scenario(unpacked, tmp_path, s):
     assert marker.read_text().splitlines() == [f"--resume {RECOVER_ID}", str(s.project)]
     assert [t["sent"] for t in result["terminals"]] == [[f"opendev --resume {RECOVER_ID}"]]
     # Discard of a running session: refused, with the holder.
-    (refused,) = [m for m in msgs if f"{HELD_ID} is running again" in m["message"]]
+    (refused,) = [m for m in msgs if f"{HELD_ID} is running (" in m["message"]]
     assert "pid" in refused["message"] and "nothing was discarded" in refused["message"]
     assert LATER_ID in result["trashLabels"]
     assert result["statusOnOpen"].startswith("$(history) OpenDev: ") and result["statusEnd"].endswith("interrupted")

@@ -208,7 +208,7 @@ async function discardWithUndo(c: LanguageClient, sessionId: string): Promise<vo
   } catch (err) {
     if (errorCode(err) === RUNNING) {
       void vscode.window.showWarningMessage(
-        `OpenDev: ${sessionId} is running again${holderText(errorData(err))}: nothing was discarded.`,
+        `OpenDev: ${sessionId} is running${holderText(errorData(err))}: nothing was discarded.`,
       );
     } else {
       void vscode.window.showErrorMessage(`OpenDev: discarding ${sessionId} failed: ${errorMessage(err)}`);

@@ -150,8 +150,8 @@
     ;; 7. Discard of a running session: refused, and said so.
     (setq drv-picks (list (drv-pick-session (alist-get 'held ids)) (lambda (&rest _) "Discard")))
     (call-interactively #'opendev-snapshot-sessions)
-    (drv-wait "the running refusal" (lambda () (drv-message (format "%s is running again" (alist-get 'held ids)))))
-    (drv-put 'running_message (drv-message (format "%s is running again" (alist-get 'held ids))))
+    (drv-wait "the running refusal" (lambda () (drv-message (format "%s is running (" (alist-get 'held ids)))))
+    (drv-put 'running_message (drv-message (format "%s is running (" (alist-get 'held ids))))
     ;; 8. C-u M-x opendev-snapshot-sessions: every project (params {}); quit the pick.
     (setq drv-picks (list (lambda (_p names _d) (drv-put 'listed_all names) (signal 'quit nil))))
     (condition-case nil

@@ -320,7 +320,7 @@ async function full() {
   // 3. Discard of a running session: refused, and said so.
   picks.push(pickLabel(I.held), pickLabel('Discard'));
   await vscode.commands.executeCommand('opendevSnapshot.showSessions');
-  await until('the running refusal', () => message('warning', `${I.held} is running again`));
+  await until('the running refusal', () => message('warning', `${I.held} is running (`));
   // 4. Discard the Later session (no Undo), then "Restore a discarded session".
   picks.push(pickLabel(I.later), pickLabel('Discard'));
   await vscode.commands.executeCommand('opendevSnapshot.showSessions');

@@ -421,7 +421,7 @@ function M.discard(client, session_id)
   end, function(err)
     if err.code == RUNNING then
       notify(
-        string.format('%s is running again%s: nothing was discarded', session_id, holder_text(err)),
+        string.format('%s is running%s: nothing was discarded', session_id, holder_text(err)),
         vim.log.levels.WARN
       )
       refresh_count(client)
@@ -764,13 +764,18 @@ function M.sessions(all)
         if not session then
           return
         end
-        vim.ui.select(
-          { 'Recover', 'Discard' },
-          { prompt = 'Session ' .. session.sessionId, kind = 'opendev_snapshot.action' },
-          function(action)
-            act(client, session, action)
-          end
-        )
+        -- a fresh screen first: the built-in picker would print the next
+        -- list right after the answer to this one
+        vim.schedule(function()
+          pcall(vim.cmd, 'redraw')
+          vim.ui.select(
+            { 'Recover', 'Discard' },
+            { prompt = 'Session ' .. session.sessionId, kind = 'opendev_snapshot.action' },
+            function(action)
+              act(client, session, action)
+            end
+          )
+        end)
       end
     )
   end)
