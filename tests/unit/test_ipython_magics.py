@@ -237,7 +237,7 @@ def test_show_running_names_the_holder(shell, env, loaded):
         text = str(shell.run_line_magic("opendev", "show alive"))
     finally:
         holder.close()
-    assert "running" in text and f"pid={os.getpid()}" in text
+    assert "running" in text and f"pid {os.getpid()}" in text
 
 
 @pytest.mark.parametrize(

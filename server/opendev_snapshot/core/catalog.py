@@ -5,7 +5,8 @@ index (:mod:`.index`, a hint a fresh process starts from) and, for
 long-lived processes, the change feed (:mod:`.watch`). ``refresh`` brings
 the cache up to date (from the feed when it is alive, else by ``lstat``-ing
 every name); ``list`` filters, orders and describes what the cache holds,
-asking the caller's ``status_of`` for each session's liveness.
+asking the caller's ``describe`` for each session's liveness (``status``,
+``kind``, ``notebook``: the store's hook, see ``SnapshotStore.describe``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Skipped:
 
 @dataclass(slots=True)
 class ListResult:
-    """``sessions``: listing dicts (record + status + path); ``skipped``: :class:`Skipped`."""
+    """``sessions``: listing dicts (record + status, kind, notebook, path); ``skipped``: :class:`Skipped`."""
 
     sessions: list
     skipped: list = field(default_factory=list)
@@ -47,9 +48,9 @@ class ListResult:
 class Catalog:
     """What this process knows of one directory (see the module docstring)."""
 
-    def __init__(self, directory: str, status_of: Callable, *, watch: bool = False, use_index: bool = True) -> None:
+    def __init__(self, directory: str, describe: Callable, *, watch: bool = False, use_index: bool = True) -> None:
         self._dir = directory
-        self._status_of = status_of
+        self._describe = describe
         self._cache = ListingCache(directory)
         self._want_watch = watch
         self._watcher = None
@@ -205,13 +206,14 @@ class Catalog:
                 continue  # vanished or turned bad since it was indexed
             if project is not None and not within(self._normalize(record["project_dir"]), project):
                 continue
-            state = self._status_of(record, now=now)
+            described = self._describe(record, now=now)
+            state = described["status"]
             if state == COMPLETED and not want_completed:
                 continue
             if status is not None and state != status:
                 continue
             listing = dict(record)
-            listing["status"] = state
+            listing.update(described)
             listing["path"] = os.path.join(self._dir, name)
             sessions.append(listing)
         sessions.sort(key=lambda r: (-r["snapshot_timestamp_ms"], r["session_id"]))

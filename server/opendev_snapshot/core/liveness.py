@@ -7,12 +7,18 @@ dies, which is what turns a session from ``running`` into ``interrupted``.
 
 Holders open the file read-write and probes read-only, so a watcher using
 inotify's ``IN_CLOSE_WRITE`` sees a holder go away and never its own probes.
+
+The lock file's text (:mod:`.holder`) is rewritten only by a claim: a
+removal or cleanup that takes the lock for an instant (``acquire(path,
+None)``) leaves it as it is. Lock fds are closed in forked children
+(:mod:`.forksafe`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 
 try:  # POSIX
@@ -20,6 +26,9 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
     import msvcrt  # type: ignore[import-not-found]
+
+from .forksafe import close_tracked, open_tracked, set_owner
+from .holder import MAX_HOLDER_BYTES, parse_holder
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -35,7 +44,7 @@ UNLOCKED = "unlocked"
 class HeldLock:
     """An exclusive lock this process holds on one lock file."""
 
-    __slots__ = ("fd", "path", "ino")
+    __slots__ = ("fd", "path", "ino", "__weakref__")
 
     def __init__(self, fd: int, path: str, ino: int) -> None:
         self.fd = fd
@@ -43,6 +52,9 @@ class HeldLock:
         self.ino = ino
 
     def still_linked(self) -> bool:
+        """Held (not lost to a fork) and still the file at ``path``."""
+        if self.fd < 0:
+            return False
         try:
             return os.stat(self.path, follow_symlinks=False).st_ino == self.ino
         except OSError:
@@ -50,24 +62,11 @@ class HeldLock:
 
     def release(self) -> None:
         if self.fd >= 0:
-            try:
-                os.close(self.fd)  # closing drops flock and msvcrt locks alike
-            finally:
-                self.fd = -1
+            fd, self.fd = self.fd, -1
+            close_tracked(fd)  # closing drops flock and msvcrt locks alike
 
 
-def _hostname() -> str:
-    try:
-        return os.uname().nodename
-    except AttributeError:  # pragma: no cover - Windows
-        return os.environ.get("COMPUTERNAME", "unknown")
-
-
-def holder_line() -> str:
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime())
-    return f"pid={os.getpid()} host={_hostname()} started={started}\n"
-
-
+# -------------------------------------------------------------- locking
 def _try_lock(fd: int, shared: bool) -> bool:
     if fcntl is not None:
         try:
@@ -85,18 +84,20 @@ def _try_lock(fd: int, shared: bool) -> bool:
         return False
 
 
-def acquire(path: str, *, attempts: int = 50) -> HeldLock | None:
+def acquire(path: str, text: bytes | None, *, attempts: int = 50) -> HeldLock | None:
     """Take the exclusive lock, creating the file (0600) if needed.
 
-    Returns None when another live process holds it. Retries briefly
-    because a probe may hold a shared lock for a few microseconds, and
-    re-opens when the file was unlinked between open and lock.
+    ``text`` (see :func:`holder_text`) replaces the file's content once the
+    lock is ours; ``None`` leaves it alone (a transient lock taken by a
+    removal). Returns None when another live process holds it. Retries
+    briefly because a probe may hold a shared lock for a few microseconds,
+    and re-opens when the file was unlinked between open and lock.
     """
     for attempt in range(attempts):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+        fd = open_tracked(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o600)
         try:
             if not _try_lock(fd, shared=False):
-                os.close(fd)
+                close_tracked(fd)
                 if attempt < 3:
                     time.sleep(0.001 * (attempt + 1))
                     continue
@@ -107,17 +108,19 @@ def acquire(path: str, *, attempts: int = 50) -> HeldLock | None:
             except FileNotFoundError:
                 linked = False
             if not linked:  # unlinked by a completer between our open and lock
-                os.close(fd)
+                close_tracked(fd)
                 continue
             if st.st_mode & 0o777 != 0o600 and hasattr(os, "fchmod"):
                 os.fchmod(fd, 0o600)
-            line = holder_line().encode("utf-8", "replace")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, line, 0) if hasattr(os, "pwrite") else os.write(fd, line)
-            return HeldLock(fd, path, st.st_ino)
+            if text is not None:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text, 0) if hasattr(os, "pwrite") else os.write(fd, text)
+            held = HeldLock(fd, path, st.st_ino)
+            set_owner(fd, held)
+            return held
         except BaseException:
             try:
-                os.close(fd)
+                close_tracked(fd)
             except OSError:
                 pass
             raise
@@ -147,26 +150,80 @@ def probe(path: str) -> str:
         os.close(fd)
 
 
-def read_holder(path: str) -> str | None:
-    """The holder line written by the lock's owner, for display."""
+def open_regular(path: str) -> int | None:
+    """A read-only fd on ``path`` when it is a regular file (never a link,
+    FIFO, socket or device: those are not even opened)."""
     try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        fd = open_tracked(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
     except OSError:
         return None
     try:
-        data = os.read(fd, 512)
+        fst = os.fstat(fd)
+    except OSError:
+        fst = None
+    if fst is None or not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+        close_tracked(fd)
+        return None
+    return fd
+
+
+def read_text(path: str) -> bytes | None:
+    """A lock file's text (regular files only), or None."""
+    fd = open_regular(path)
+    if fd is None:
+        return None
+    try:
+        return os.read(fd, MAX_HOLDER_BYTES)
     except OSError:
         return None
     finally:
-        os.close(fd)
-    return data.decode("utf-8", "replace").strip() or None
+        close_tracked(fd)
+
+
+def read_info(path: str) -> dict | None:
+    """The holder object in a lock file (live or not), or None."""
+    text = read_text(path)
+    return parse_holder(text) if text else None
+
+
+def inspect(path: str) -> tuple[str, dict | None]:
+    """``(probe outcome, holder object)`` with one open of the lock file.
+
+    Anything at the lock path that is not a regular file is no live
+    holder (``UNLOCKED``) and is not opened.
+    """
+    if not os.path.lexists(path):
+        return ABSENT, None
+    fd = open_regular(path)
+    if fd is None:
+        return (UNLOCKED if os.path.lexists(path) else ABSENT), None
+    try:
+        if fcntl is None:  # pragma: no cover - Windows
+            state = LOCKED
+            if _try_lock(fd, shared=False):
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+                state = UNLOCKED
+        else:
+            state = UNLOCKED if _try_lock(fd, shared=True) else LOCKED
+        try:
+            info = parse_holder(os.pread(fd, MAX_HOLDER_BYTES, 0))
+        except OSError:
+            info = None
+        return state, info
+    finally:
+        close_tracked(fd)
 
 
 def remove_if_unlocked(path: str) -> bool:
     """Delete a lock file nobody holds (taking the lock while unlinking)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-    except OSError:
+    fd = open_regular(path)
+    if fd is None:
         return False
     try:
         if not _try_lock(fd, shared=False):
@@ -179,4 +236,4 @@ def remove_if_unlocked(path: str) -> bool:
         except FileNotFoundError:
             return False
     finally:
-        os.close(fd)
+        close_tracked(fd)

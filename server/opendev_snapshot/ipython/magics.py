@@ -22,6 +22,7 @@ from traitlets import Bool, Int, TraitError, Unicode, observe, validate
 
 from ..core import INTERRUPTED, SessionNotFound, SnapshotError, SnapshotStore
 from ..core.durations import parse_duration
+from ..core.holder import describe_holder
 from ..core.paths import resolve_snapshot_dir
 from .display import SessionTable, SessionView
 from .session import KernelSession, describe_outcome, kernel_session_id
@@ -277,7 +278,9 @@ class OpendevMagics(Magics):
         if record is None:
             raise SessionNotFound(session_id)
         status = self.store.status_of(record)
-        return SessionView(record, status, str(self.store.snapshot_path(session_id)), self.store.lock_holder(session_id))
+        holder = self.store.lock_holder(session_id)
+        held_by = None if holder is None else describe_holder(holder)
+        return SessionView(record, status, str(self.store.snapshot_path(session_id)), held_by)
 
     def _cmd_save(self, args):
         session = self.session
@@ -319,7 +322,7 @@ class OpendevMagics(Magics):
         if not own:
             holder = self.store.lock_holder(session_id)
             if holder is not None:
-                raise UsageError(f"session {session_id!r} is running ({holder}); not discarded")
+                raise UsageError(f"session {session_id!r} is running ({describe_holder(holder)}); not discarded")
         elif self._hooked:
             self._unhook()
         if not self.store.remove(session_id):
