@@ -9,9 +9,11 @@ min / median / max of the per-pair ratios of interleaved runs:
   cold (fresh process, persistent index) and warm (long-lived process);
 - how cost grows: listing time and peak RSS at 100 / 1,000 / 10,000 / 50,000
   files for the naive scan and ours, with a plot;
-- spawn -> ``opendev/recoverableSessions`` against a bare pygls server;
-- durable save (store and server round trip) and a no-op round trip;
-- warm ``listIncomplete`` through the server; idle CPU and RSS of the server.
+- the server's five ratios (``bench_server.server_rows``): spawn ->
+  ``opendev/recoverableSessions`` and spawn -> first ``listIncomplete``
+  against a bare pygls server's spawn -> ``initialize``, warm
+  ``listIncomplete`` against a naive scan, durable ``save`` round trip
+  against a raw durable write, and the server's RSS; idle CPU.
 
 Usage: python bench/run_all.py [--quick] [--growth 100,1000,10000,50000]
 Needs the ``bench`` extra for the plot: pip install -e '.[bench]'.
@@ -120,27 +122,10 @@ def main() -> int:
 
         # -------------------------------------------------------------- server
         files = 10_000
-        sdir = work / "server"
-        build(sdir, files)
-        bare = work / "bare_server.py"
-        bare.write_text(bench_server.BARE_SERVER)
-        stock = work / "stock_io_server.py"
-        stock.write_text(bench_server.STOCK_IO_SERVER)
-        s = bench_server.bench_startup(sdir, bare, 5 if args.quick else 15)
-        rows.append((f"spawn → recoverableSessions, {files:,} files", fmt_ms(s["ours"]), fmt_ms(s["bare"]),
-                     fmt_ratio(s["ours"], s["bare"]), "≤ 1.05"))
-        rows.append(("same with the fast start off (pygls answers initialize)", fmt_ms(s["pygls_handshake"]),
-                     fmt_ms(s["bare"]), fmt_ratio(s["pygls_handshake"], s["bare"]), ""))
-        w = bench_server.bench_warm_list(sdir, 20 if args.quick else 60)
-        rows.append((f"warm listIncomplete through the server, {files:,} files", fmt_ms(w["ours"]), fmt_ms(w["naive"]),
-                     fmt_ratio(w["ours"], w["naive"]), "≤ 0.02"))
-        v = bench_server.bench_save(60 if args.quick else 300, stock)
-        rows.append(("durable save round trip through the server", fmt_ms(v["ours"]["save"]), fmt_ms(v["ours"]["raw"]),
-                     fmt_ratio(v["ours"]["save"], v["ours"]["raw"]), "≤ 1.5"))
-        rows.append(("no-op round trip: ours vs pygls' stock stdio reader", fmt_ms(v["ours"]["noop"]),
-                     fmt_ms(v["stock"]["noop"]), fmt_ratio(v["ours"]["noop"], v["stock"]["noop"]), ""))
-        idle = bench_server.bench_idle(sdir, 5.0 if args.quick else 20.0)
-        server_rss = bench_server.server_rss_kib(sdir)
+        server_table, server_notes = bench_server.server_rows(
+            work, files=files, starts=5 if args.quick else 15, iterations=60 if args.quick else 300,
+            idle_s=5.0 if args.quick else 20.0,
+        )
         print("server: done", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -158,9 +143,16 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | --- |",
         *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows],
         "",
-        f"Idle CPU of the server's watch over {files:,} files with the workspace open: "
-        f"{100 * idle['cpu'] / idle['wall']:.2f}% of a core over {idle['wall']:.0f} s (target < 1%). "
-        f"Server RSS after the on-open scan of {files:,} files: {server_rss / 1024:.1f} MiB.",
+        "## The server (issue 10's five ratios)",
+        "",
+        f"{files:,} snapshot files; the workspace project has {bench_server.TARGET_SESSIONS} incomplete sessions, "
+        f"{bench_server.INTERRUPTED} interrupted. See `bench/README.md` for what each row measures.",
+        "",
+        "| measure | ours ms | baseline ms | ratio min / median / max | target |",
+        "| --- | ---: | ---: | ---: | --- |",
+        *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in server_table],
+        "",
+        server_notes,
         "",
         "## How cost grows",
         "",
