@@ -21,8 +21,16 @@ if [ "${OPENDEV_PYGLS:-}" = "latest" ]; then
     | grep -v "requires pygls\|requires lsprotocol\|dependency resolver" || true
   echo "scripts/test.sh: pygls $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pygls"))')" >&2
 fi
-if [ -f client-config/vscode/package-lock.json ] && command -v npm >/dev/null; then
-  (cd client-config/vscode && npm ci --silent --no-audit --no-fund && npm run --silent compile)
+if [ "${OPENDEV_PYGLS:-}" != "latest" ] && [ -f client-config/vscode/package-lock.json ] && command -v npm >/dev/null; then
+  # The VS Code extension: dependencies, then the .vsix with the server bundled
+  # (scripts/bundle_server.py fills bundled/, vsce compiles and packages);
+  # tests/e2e/test_editor_vscode.py inspects and runs this very file.
+  # (Not for the pygls-latest run: it runs the server's tests only.)
+  target=$("$VENV/bin/python" client-config/vscode/scripts/bundle_server.py --print-target)
+  (cd client-config/vscode && npm ci --silent --no-audit --no-fund \
+    && "../../$VENV/bin/python" scripts/bundle_server.py --target "$target" \
+    && npx --no-install vsce package --allow-missing-repository --target "$target" --out "opendev-snapshot-$target.vsix" >/dev/null)
+  export OPENDEV_TEST_VSIX="$PWD/client-config/vscode/opendev-snapshot-$target.vsix"
 fi
 set +e
 "$VENV/bin/python" -m pytest "$@"

@@ -1,10 +1,11 @@
 """The READMEs work as written: their shell blocks, run in a fresh copy with an empty HOME.
 
 Every fenced ``sh``/``bash``/``shell`` block of ``README.md`` and
-``client-config/README.md`` runs, in document order, in one fresh copy of
-the repository's tracked files (as a ``git clone`` has them: no ``.venv``,
-nothing beside it) with an empty temporary ``HOME``, so the Quick start's
-install is really done from scratch. Blocks run one after another (the
+``client-config/README.md`` runs, in document order. Each document gets
+its own empty temporary ``HOME`` with a fresh copy of the repository's
+tracked files at ``~/src/opendev-snapshot`` (as a ``git clone`` has them:
+no ``.venv``, nothing beside it), so each install is really done from
+scratch. A document's blocks run one after another in that copy (the
 first creates the ``.venv`` the later ones use), each with ``bash -e``.
 
 A block that must not run here carries the marker line
@@ -82,31 +83,35 @@ def _tracked_files() -> list:
 
 @pytest.fixture(scope="module")
 def readme_run(tmp_path_factory):
-    """Run every block once, in order; map ``(doc, line)`` to its result."""
-    base = tmp_path_factory.mktemp("readme")
-    clone, home = base / "opendev-snapshot", base / "home"
-    home.mkdir()
-    for rel in _tracked_files():
-        if (ROOT / rel).is_file():
-            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, clone / rel)
+    """Run every block once, in order, each document in its own fresh HOME
+    with the clone at ``~/src/opendev-snapshot`` (where the editor guide
+    assumes it); map ``(doc, line)`` to its result."""
     venv_bin = str(Path(sys.prefix) / "bin")
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p) != Path(venv_bin)]
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "OPENDEV_SNAPSHOT_DIR")}
-    env.update(HOME=str(home), PATH=os.pathsep.join([str(home / ".local" / "bin"), *path]))
-    results = {}
-    for doc, line, code, skip in BLOCKS:
-        if skip:
-            continue
-        try:
-            proc = subprocess.run(
-                ["bash", "-e", "-o", "pipefail", "-c", code], cwd=clone, env=env, stdin=subprocess.DEVNULL,
-                capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S,
-            )
-            results[(doc, line)] = (proc.returncode, proc.stdout, proc.stderr)
-        except subprocess.TimeoutExpired as exc:
-            results[(doc, line)] = (None, exc.stdout or "", f"timed out after {BLOCK_TIMEOUT_S} s")
-    return {"results": results, "home": home, "clone": clone}
+    base_env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "OPENDEV_SNAPSHOT_DIR")}
+    files = _tracked_files()
+    results, homes = {}, {}
+    for doc in DOCS:
+        home = tmp_path_factory.mktemp("home")
+        clone = home / "src" / "opendev-snapshot"
+        for rel in files:
+            if (ROOT / rel).is_file():
+                (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / rel, clone / rel)
+        env = dict(base_env, HOME=str(home), PATH=os.pathsep.join([str(home / ".local" / "bin"), *path]))
+        homes[doc] = home
+        for block_doc, line, code, skip in BLOCKS:
+            if block_doc != doc or skip:
+                continue
+            try:
+                proc = subprocess.run(
+                    ["bash", "-e", "-o", "pipefail", "-c", code], cwd=clone, env=env, stdin=subprocess.DEVNULL,
+                    capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S,
+                )
+                results[(doc, line)] = (proc.returncode, proc.stdout, proc.stderr)
+            except subprocess.TimeoutExpired as exc:
+                results[(doc, line)] = (None, exc.stdout or "", f"timed out after {BLOCK_TIMEOUT_S} s")
+    return {"results": results, "homes": homes}
 
 
 def test_the_readme_has_the_blocks_a_newcomer_runs():
@@ -128,7 +133,7 @@ def test_shell_block_works_as_written(readme_run, doc, line, code, skip):
 
 
 def test_quick_start_leaves_a_working_command_on_path(readme_run):
-    link = readme_run["home"] / ".local" / "bin" / "opendev-snapshot"
+    link = readme_run["homes"]["README.md"] / ".local" / "bin" / "opendev-snapshot"
     assert link.exists(), "the Quick start should leave opendev-snapshot in ~/.local/bin"
     proc = subprocess.run([str(link), "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("opendev-snapshot ")
