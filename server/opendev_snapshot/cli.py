@@ -577,8 +577,10 @@ def cmd_cleanup(args, out) -> int:
     if args.json:
         _dump_json(report, out)
     else:
-        if not args.dry_run and (report.get("removedCount") or report.get("skippedMoved")):
+        if not args.dry_run and report.get("removedCount"):
             text.append(f"Undo with '{PROG} restore ID' ('{PROG} trash' lists what is there).")
+        elif not args.dry_run and report.get("skippedMoved"):
+            text.append(f"They stay in {printable(str(store.directory))}/.trash until a cleanup purges them after 7 days.")
         out.write("\n".join(text) + "\n")
     return EXIT_OK
 

@@ -459,6 +459,7 @@ def test_cleanup_skipped_shows_then_moves_unusable_files(populated):
     out = cli("--dir", str(d), "cleanup", "--skipped")
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[0] == "Moved 2 unusable files to the trash:"
+    assert out.stdout.splitlines()[-1] == f"They stay in {d}/.trash until a cleanup purges them after 7 days."
     assert not (d / "bad_session_snapshot.json").exists() and not (d / "huge_session_snapshot.json").exists()
     listed = cli("--dir", str(d), "list")
     assert "skipped" not in listed.stderr

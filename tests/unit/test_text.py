@@ -38,10 +38,11 @@ def test_format_cost(usd, shown):
         ("evil\u202etxt.exe", "evil\\u202etxt.exe"),  # bidi override
         ("\u2066iso\u2069", "\\u2066iso\\u2069"),
         ("line\nnext\ttab\r", "line\\nnext\\ttab\\r"),
+        ("bad\udcffname", "bad\\udcffname"),  # a lone surrogate: a name that is not UTF-8
         ("caf\u00e9 \u65e5\u672c", "caf\u00e9 \u65e5\u672c"),  # printable non-ASCII stays
         ("\x00", "\\x00"),
     ],
-    ids=["plain", "osc52", "c1-csi", "del", "bidi-override", "bidi-isolate", "layout", "unicode", "nul"],
+    ids=["plain", "osc52", "c1-csi", "del", "bidi-override", "bidi-isolate", "layout", "lone-surrogate", "unicode", "nul"],
 )
 def test_printable_escapes_controls(raw, shown):
     assert printable(raw) == shown

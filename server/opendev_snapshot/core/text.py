@@ -13,8 +13,10 @@ from __future__ import annotations
 import re
 
 # C0 controls, DEL, C1 controls, and the bidi embedding/override/isolate
-# marks (U+202A-U+202E, U+2066-U+2069) plus the line/paragraph separators.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+# marks (U+202A-U+202E, U+2066-U+2069) plus the line/paragraph separators;
+# and lone surrogates (a file name that is not UTF-8, a "\ud800" escape in a
+# lock file's JSON), which no terminal encoding can write.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 _KEEP_LAYOUT = {"\n", "\t"}
 
