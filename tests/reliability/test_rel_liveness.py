@@ -35,7 +35,8 @@ def test_a_running_session_is_refused_by_server_command_and_cli(tmp_path):
         assert refused["code"] == -32003
         proc = cli(directory, "remove", "live")
         assert proc.returncode == 1 and proc.stdout == ""
-        assert proc.stderr.count("\n") == 1 and "is running in another process" in proc.stderr and "Traceback" not in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+        assert "live is running" in proc.stderr and f"pid {a.proc.pid}" in proc.stderr and "--force" in proc.stderr
         claim = b.request("opendev/snapshot.save", {**snap("live", 9), "claim": True})["error"]
         assert claim["code"] == -32003  # B cannot take A's session either
         a.call("opendev/snapshot.save", snap("live", 2))  # A carries on
