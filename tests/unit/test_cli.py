@@ -232,6 +232,20 @@ def test_nothing_found_says_what_was_looked_for(snapshot_dir, args, message):
     assert rc == 0 and message in tty_out  # a terminal gets it on stdout
 
 
+def test_many_unusable_files_are_summed_up_not_listed_forever(snapshot_dir):
+    SnapshotStore(snapshot_dir).save(new_record("fine", "/p"))
+    for i in range(12):
+        (snapshot_dir / f"bad{i:02d}_session_snapshot.json").write_text("{")
+    out = cli("--dir", str(snapshot_dir), "list")
+    assert out.returncode == 0 and out.stdout.startswith("fine\t")
+    lines = out.stderr.splitlines()
+    assert [line.split(":")[1].split()[-1] for line in lines[:10]] == [f"bad{i:02d}_session_snapshot.json" for i in range(10)]
+    assert lines[10:] == [
+        "opendev-snapshot: \u2026 and 2 more not usable",
+        "opendev-snapshot: hint: 'opendev-snapshot cleanup --skipped' shows them all and moves them to the trash",
+    ]
+
+
 def test_default_directory_from_home(tmp_path):
     out = cli("list", env={"HOME": str(tmp_path)})
     assert out.returncode == 0
