@@ -5,8 +5,10 @@ a 5 MB file, truncated and wrong-typed JSON and a directory, all named like
 snapshots, plus lock files that are a FIFO and a link. Listing, loading,
 cleaning up, saving over and removing them answers promptly (a FIFO opened
 for reading would block forever), reports each bad file in ``skipped``
-with a reason, never follows a link and never writes outside the
-directory. Hostile ids get ``-32602`` naming ``sessionId`` from every
+with a reason (the lock files too), never follows a link and never writes
+outside the directory. A file whose name is not valid UTF-8 and a copy of
+a snapshot under another session's name are skipped with their reasons,
+and no listing carries a lone surrogate. Hostile ids get ``-32602`` naming ``sessionId`` from every
 method and command, and exit code 2 with a message from the CLI.
 """
 
@@ -27,6 +29,8 @@ pytestmark = [pytest.mark.reliability, pytest.mark.timeout(120)]
 SUFFIX = "_session_snapshot.json"
 PROMPT = 5.0  # seconds: every answer here must come quickly
 HOSTILE_FILES = ("fifo", "link-in", "dangling", "huge", "trunc", "wrongtype", "dir", "nullbytes")
+LOCK = "_session_snapshot.lock"
+HOSTILE_LOCKS = ("lockfifo" + LOCK, "locklink" + LOCK)  # reported, never opened nor followed
 
 
 def make_box(tmp_path):
@@ -76,7 +80,8 @@ def test_hostile_directory_through_the_server_and_the_cli(tmp_path):
         assert sorted(s["sessionId"] for s in listing["sessions"]) == ["good", "lockfifo", "locklink"], listing
         assert all(s["status"] == "interrupted" for s in listing["sessions"]), listing["sessions"]
         skipped = {item["file"]: item["reason"] for item in listing["skipped"]}
-        assert set(skipped) == {f"{n}{SUFFIX}" for n in HOSTILE_FILES}, skipped
+        assert set(skipped) == {f"{n}{SUFFIX}" for n in HOSTILE_FILES} | set(HOSTILE_LOCKS), skipped
+        assert "FIFO" in skipped["lockfifo" + LOCK] and "symbolic link" in skipped["locklink" + LOCK], skipped
         assert all(isinstance(r, str) and r for r in skipped.values()), skipped
 
         # the CLI says the same, as promptly
@@ -199,3 +204,35 @@ def test_hostile_ids_through_the_server_and_the_cli(tmp_path):
     assert not changed, f"written outside the snapshot directory: {changed}"
     assert sorted(os.listdir(directory)) in (["good" + SUFFIX], ["good" + SUFFIX, ".opendev-index"]) or all(
         n.startswith(("good", ".opendev-index")) for n in os.listdir(directory)), os.listdir(directory)
+
+
+def test_names_that_are_not_utf8_and_copies_under_another_name(tmp_path):
+    directory = tmp_path / "snaps"
+    with SnapshotStore(directory, use_index=False) as store:
+        record = new_record("abc", "/work/hostile")
+        record["snapshot_timestamp_ms"] -= 600_000
+        store.save(record)
+    good = (directory / f"abc{SUFFIX}").read_bytes()
+    (directory / f"abc-backup{SUFFIX}").write_bytes(good)  # abc's content under another name
+    raw_name = b"caf\xe9-\xff" + SUFFIX.encode()
+    with open(os.path.join(os.fsencode(directory), raw_name), "wb") as f:
+        f.write(good)
+    printable = "caf\\xe9-\\xff" + SUFFIX
+    want_skipped = {f"abc-backup{SUFFIX}", printable}
+    with Server(directory, stderr_path=tmp_path / "server.log") as server:
+        reply = quick(server, "opendev/snapshot.listIncomplete", {})
+        listing = reply["result"]
+        assert [s["sessionId"] for s in listing["sessions"]] == ["abc"], listing  # once, from its own file
+        reasons = {item["file"]: item["reason"] for item in listing["skipped"]}
+        assert set(reasons) == want_skipped, reasons
+        assert "differs from its file name" in reasons[f"abc-backup{SUFFIX}"]
+        assert "UTF-8" in reasons[printable]
+        server.assert_alive()
+        server.close()
+    proc = cli(directory, "list", "--json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+    listing = json.loads(proc.stdout)
+    assert [s["sessionId"] for s in listing["sessions"]] == ["abc"]
+    assert {item["file"] for item in listing["skipped"]} == want_skipped
+    human = cli(directory, "list")
+    assert human.returncode == 0 and printable in human.stderr, human.stderr

@@ -3,92 +3,53 @@
 Every ``*_session_snapshot.json`` name maps to the ``lstat`` key it had when
 it was examined (inode, size, mtime, ctime) and either the fields listings
 filter on or the reason it was skipped. Full records are kept for the
-incomplete sessions this process parsed; others are read on demand.
+incomplete sessions this process parsed; others are read on demand. Lock
+file names that are not regular files (a FIFO, a link, ...) are kept with
+the reason they are skipped; they are never opened.
 
-A full scan ``lstat``s every name (one C-level ``map``) and compares the keys
-with what is known in one dict comparison; only names whose key changed are
-read again. Keys change on every rename-based save (new inode and ctime) and
-on every in-place write (mtime/ctime), except for an in-place write in the
+A full scan ``lstat``s every snapshot name (one C-level ``map``) and
+compares the keys with what is known in one dict comparison; only names
+whose key changed are read again. Keys change on every rename-based save
+(new inode and ctime) and on every in-place write (mtime/ctime), also one
+made through a hard link elsewhere, except for an in-place write in the
 same clock tick as our read: entries whose ctime lies within ``RACY_NS`` of
 the read are marked racy and always re-read by stat-based scans.
+
+The directory itself is listed again only when its own key (device, inode,
+mtime, ctime) changed or is racy: creating, removing or renaming a name
+always changes the directory's mtime and ctime. Knowledge is about one
+directory inode: when the path names another directory, all of it is
+forgotten.
+
+A file is skipped (with its reason) when its name is not valid UTF-8 or
+when the ``session_id`` inside differs from its name: such a file is not
+that session, and listing it would show a session twice and follow
+another session's lock.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
 from functools import partial
-from operator import attrgetter
 
 from . import codec
+from .entries import NOT_UTF8, kind_reason, name_is_utf8, read_snapshot_file, stat_key
 from .errors import InvalidSnapshot
 from .index import RACY_NS
-from .paths import SNAPSHOT_SUFFIX
+from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
 from .validation import MAX_ENCODED_BYTES
 
+__all__ = ["ListingCache", "kind_reason", "read_snapshot_file", "stat_key"]  # the last three: moved to .entries
+
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
-stat_key = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
 
-
-def kind_reason(mode: int) -> str | None:
-    """Why an entry that is not a regular file is skipped, or None."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "symbolic link, not followed"
-    if stat.S_ISDIR(mode):
-        return "a directory, not a snapshot file"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe), not opened"
-    if stat.S_ISSOCK(mode):
-        return "a socket, not opened"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device, not opened"
-    return "not a regular file"
-
-
-def read_snapshot_file(path: str) -> tuple[bytes | None, tuple | None, str | None]:
-    """Read a snapshot file safely: ``(data, key, reason)``.
-
-    Never follows a link, never blocks on a FIFO, never reads more than
-    1 MiB. ``(None, None, None)`` means the file does not exist.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-    except FileNotFoundError:
-        return None, None, None
-    except OSError as exc:
-        if os.path.islink(path):
-            return None, None, "symbolic link, not followed"
-        return None, None, f"unreadable: {exc.strerror or exc}"
-    try:
-        st = os.fstat(fd)
-        reason = kind_reason(st.st_mode)
-        if reason:
-            return None, stat_key(st), reason
-        if st.st_size > MAX_ENCODED_BYTES:
-            return None, stat_key(st), f"larger than 1 MiB ({st.st_size} bytes), not read"
-        chunks = []
-        remaining = MAX_ENCODED_BYTES + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > MAX_ENCODED_BYTES:
-            return None, stat_key(st), "larger than 1 MiB, not read"
-        return data, stat_key(os.fstat(fd)), None
-    except OSError as exc:
-        return None, None, f"unreadable: {exc.strerror or exc}"
-    finally:
-        os.close(fd)
+def mismatch_reason(session_id: str) -> str:
+    return f"session_id {session_id!r} differs from its file name"
 
 
 class ListingCache:
@@ -100,9 +61,13 @@ class ListingCache:
         self.meta: dict = {}  # name -> (session_id, completed, project_dir, ts) for good files
         self.records: dict = {}  # name -> full record (incomplete ones parsed here)
         self.errors: dict = {}  # name -> reason it is skipped
+        self.lock_errors: dict = {}  # lock file name -> reason it is skipped
         self.racy: set = set()
         self.by_project: dict = {}  # raw project_dir -> set of names
         self.dirty = False  # differs from the persistent index
+        self.names: list | None = None  # snapshot names at the last listing of the directory
+        self.dir_key: tuple | None = None  # the directory's key at that listing
+        self.listed_ns = 0
 
     # ---------------------------------------------------------------- state
     def drop(self, name: str) -> None:
@@ -117,6 +82,15 @@ class ListingCache:
                 names.discard(name)
                 if not names:
                     del self.by_project[meta[2]]
+
+    def forget_all(self) -> set:
+        """Forget everything (another directory, or none); returns the names known."""
+        known = set(self.keys) | set(self.lock_errors)
+        self.keys, self.meta, self.records, self.errors, self.lock_errors = {}, {}, {}, {}, {}
+        self.racy, self.by_project = set(), {}
+        self.names = self.dir_key = None
+        self.dirty = bool(known)
+        return known
 
     def set_error(self, name: str, key, reason: str) -> None:
         self.drop(name)
@@ -135,7 +109,7 @@ class ListingCache:
             self.racy.add(name)
 
     def load_rows(self, names, keys, metas, groups) -> None:
-        """Adopt a persistent index (columnar; names grouped by project)."""
+        """Adopt a persistent index (validated by :func:`.index.load_index`)."""
         self.keys = dict(zip(names, keys))
         self.meta = dict(zip(names, metas))
         self.by_project = {project: set(names[start:end]) for project, start, end in groups}
@@ -160,7 +134,7 @@ class ListingCache:
 
     # ------------------------------------------------------------- scanning
     def examine(self, name: str, st: os.stat_result | None, scan_ns: int) -> bool:
-        """Bring one name up to date from its ``lstat`` (None: lstat it now).
+        """Bring one snapshot name up to date from its ``lstat`` (None: lstat it now).
 
         Returns True when a file was read and parsed.
         """
@@ -175,7 +149,7 @@ class ListingCache:
                 self.set_error(name, None, f"unreadable: {exc.strerror or exc}")
                 return False
         key = stat_key(st)
-        reason = kind_reason(st.st_mode)
+        reason = NOT_UTF8 if not name_is_utf8(name) else kind_reason(st.st_mode)
         if reason is None and st.st_size > MAX_ENCODED_BYTES:
             reason = f"larger than 1 MiB ({st.st_size} bytes), not read"
         if reason is not None:
@@ -193,51 +167,97 @@ class ListingCache:
         except InvalidSnapshot as exc:
             self.set_error(name, key2, str(exc))
             return True
+        if record["session_id"] + SNAPSHOT_SUFFIX != name:
+            self.set_error(name, key2, mismatch_reason(record["session_id"]))
+            return True
         self.set_record(name, key2, record, racy=key2 is not None and key2[3] >= scan_ns - RACY_NS)
         return True
 
+    def examine_lock(self, name: str) -> None:
+        """Bring one lock file name's skip reason up to date (never opens it)."""
+        reason = self._lock_reason(name)
+        if reason is None:
+            self.lock_errors.pop(name, None)
+        else:
+            self.lock_errors[name] = reason
+
+    def _lock_reason(self, name: str) -> str | None:
+        try:
+            mode = os.lstat(os.path.join(self.directory, name)).st_mode
+        except OSError:
+            return None  # gone, or not ours to judge
+        return NOT_UTF8 if not name_is_utf8(name) else kind_reason(mode)
+
     def full_scan(self, scan_ns: int, progress=None) -> tuple[set, int]:
-        """``lstat`` every name; returns (changed names, files parsed).
+        """``lstat`` every snapshot name; returns (changed names, files parsed).
 
         Raises FileNotFoundError when the directory is missing (after
-        forgetting everything) and OSError when it cannot be listed.
+        forgetting everything), NotADirectoryError, or OSError when it
+        cannot be listed.
         """
         try:
-            names = [n for n in os.listdir(self.directory) if n.endswith(SNAPSHOT_SUFFIX)]
+            dst = os.stat(self.directory)
         except FileNotFoundError:
-            changed = set(self.keys)
-            for name in list(self.keys):
-                self.drop(name)
+            self.forget_all()
             raise
+        if not stat.S_ISDIR(dst.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), self.directory)
+        dir_key = (dst.st_dev, dst.st_ino, dst.st_mtime_ns, dst.st_ctime_ns)
+        changed = set()
+        if self.dir_key is not None and self.dir_key[:2] != dir_key[:2]:
+            changed = self.forget_all()  # the path names another directory now
+        if self.names is None or dir_key != self.dir_key or dst.st_ctime_ns >= self.listed_ns - RACY_NS:
+            self.names, self.lock_errors = self._list_dir()
+            self.dir_key, self.listed_ns = dir_key, scan_ns
+        names = self.names
         total = len(names)
         if progress is not None:
             progress(0, total)
-        stats = self._stat_all(names)
-        current = {n: stat_key(st) for n, st in stats.items() if st is not None}
+        current, unknown = self._keys_of(names)
         if current == self.keys and not self.racy:
-            del stats, current
             if progress is not None:
                 progress(total, total)
-            return set(), 0
-        changed = set(self.keys) - set(stats)
-        for name in changed:
+            return changed, 0
+        gone = self.keys.keys() - current.keys()
+        for name in gone:
             self.drop(name)
+        stale = {name for name, _key in current.items() - self.keys.items()}
+        stale |= unknown
+        stale |= self.racy & current.keys()
         parsed = 0
-        for i, (name, st) in enumerate(stats.items()):
-            known = self.keys.get(name, False)
-            if st is None or known is None or name in self.racy or known != current.get(name):
-                changed.add(name)
-                parsed += self.examine(name, st, scan_ns)
+        for i, name in enumerate(stale):
+            parsed += self.examine(name, None, scan_ns)
             if progress is not None and (i & 127) == 0:
                 progress(i, total)
         if progress is not None:
             progress(total, total)
-        if parsed or changed:
+        changed |= gone | stale
+        if parsed or gone or stale:
             self.dirty = True
         return changed, parsed
 
-    def _stat_all(self, names: list) -> dict:
-        """name -> lstat result (None when it could not be stat-ed)."""
+    def _list_dir(self) -> tuple[list, dict]:
+        """Snapshot names, and the lock file names that are not regular files."""
+        names: list = []
+        bad_locks: dict = {}
+        with os.scandir(self.directory) as it:
+            for entry in it:
+                name = entry.name
+                if name.endswith(SNAPSHOT_SUFFIX):
+                    names.append(name)
+                elif name.endswith(LOCK_SUFFIX):
+                    try:
+                        regular = entry.is_file(follow_symlinks=False)  # d_type: no syscall
+                    except OSError:
+                        continue
+                    if not regular or not name_is_utf8(name):
+                        reason = self._lock_reason(name)
+                        if reason is not None:
+                            bad_locks[name] = reason
+        return names, bad_locks
+
+    def _keys_of(self, names: list) -> tuple[dict, set]:
+        """name -> stat key (None when it could not be stat-ed), and those names."""
         dfd = None
         if os.stat in os.supports_dir_fd:
             try:
@@ -247,23 +267,25 @@ class ListingCache:
         try:
             if dfd is not None:
                 stat_one = partial(os.stat, dir_fd=dfd, follow_symlinks=False)
+                args = names
             else:
                 stat_one = partial(os.stat, follow_symlinks=False)
-                names_for_stat = [os.path.join(self.directory, n) for n in names]
+                args = [os.path.join(self.directory, n) for n in names]
             try:  # the common case in one C-level loop
-                stats = list(map(stat_one, names if dfd is not None else names_for_stat))
-                return dict(zip(names, stats))
+                return dict(zip(names, map(stat_key, map(stat_one, args)))), set()
             except OSError:
                 pass
             out: dict = {}
-            for name in names:
+            unknown: set = set()
+            for name, arg in zip(names, args):
                 try:
-                    out[name] = stat_one(name if dfd is not None else os.path.join(self.directory, name))
+                    out[name] = stat_key(stat_one(arg))
                 except FileNotFoundError:
                     continue
                 except OSError:
                     out[name] = None
-            return out
+                    unknown.add(name)
+            return out, unknown
         finally:
             if dfd is not None:
                 os.close(dfd)
@@ -286,6 +308,10 @@ class ListingCache:
             record = codec.decode(data)
         except InvalidSnapshot as exc:
             self.set_error(name, key, str(exc))
+            self.dirty = True
+            return None
+        if record["session_id"] + SNAPSHOT_SUFFIX != name:
+            self.set_error(name, key, mismatch_reason(record["session_id"]))
             self.dirty = True
             return None
         if key != self.keys.get(name):  # changed since it was indexed: take what is there now

@@ -15,6 +15,8 @@ import errno
 import os
 import time
 
+from .entries import KIND_REASONS, open_regular
+
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -30,6 +32,7 @@ _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
 ABSENT = "absent"
 LOCKED = "locked"
 UNLOCKED = "unlocked"
+FOREIGN = "foreign"
 
 
 class HeldLock:
@@ -125,17 +128,18 @@ def acquire(path: str, *, attempts: int = 50) -> HeldLock | None:
 
 
 def probe(path: str) -> str:
-    """Tell whether ``path`` is ABSENT, LOCKED (a live holder) or UNLOCKED.
+    """Tell whether ``path`` is ABSENT, LOCKED (a live holder), UNLOCKED, or
+    FOREIGN (not a regular file: a FIFO, socket, device, link or directory).
 
-    Never creates the file; opens read-only and non-blocking without
-    following links, so a FIFO or a symlink planted there cannot hang us.
+    Never creates the file and never opens anything but a regular file
+    (:func:`.entries.open_regular`): opening a FIFO planted there would
+    release a writer blocked on it. FOREIGN counts as no lock file.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-    except FileNotFoundError:
-        return ABSENT
-    except OSError:
-        return UNLOCKED  # a link or unreadable file is no live holder
+    fd, reason = open_regular(path)
+    if fd is None:
+        if reason is None:
+            return ABSENT
+        return FOREIGN if reason in KIND_REASONS else UNLOCKED  # unreadable: no live holder we can see
     try:
         if fcntl is None:  # pragma: no cover - Windows
             if _try_lock(fd, shared=False):

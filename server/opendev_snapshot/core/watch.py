@@ -3,8 +3,25 @@
 A long-lived process asks the kernel which names changed instead of
 re-statting every file: a listing with no pending event costs one
 non-blocking ``read``. Events are queued before the modifying syscall
-returns, so an empty queue proves nothing changed. On overflow, or where
-inotify is missing, callers fall back to a full stat scan.
+returns, so an empty queue proves nothing changed *in the watched
+directory, through it*. What the feed cannot see is left to the catalog's
+safety check: the path re-pointed to another directory (a symlink, a
+renamed parent, the directory deleted and re-created while something still
+pins the old one), a write through a hard link elsewhere, and other hosts
+on a network file system.
+
+One inotify instance lives as long as the watcher, so its descriptor (what
+an event loop waits on) never changes; :meth:`DirWatcher.attach` moves the
+watch to whatever directory the path names now and records that
+directory's identity (``st_dev``, ``st_ino``) from the very inode it
+watches (``/proc/self/fd`` of a handle opened first), so the identity can
+never describe a different directory than the one watched.
+
+``IN_CLOSE_NOWRITE`` is watched for lock files: a lock holder that opened
+its lock file read-only leaves no other trace when it dies. Every reader
+produces that event too (our own probes and listings included), so the
+catalog reacts to it only for lock files it knows to be locked (see
+:mod:`.lockwatch`) and ignores it for snapshot files.
 """
 
 from __future__ import annotations
@@ -13,10 +30,10 @@ import os
 import struct
 import sys
 
-
 IN_MODIFY = 0x00000002
 IN_ATTRIB = 0x00000004
 IN_CLOSE_WRITE = 0x00000008
+IN_CLOSE_NOWRITE = 0x00000010
 IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
@@ -30,25 +47,30 @@ IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 
 MASK = (
-    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO
+    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_MOVED_FROM | IN_MOVED_TO
     | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 )
+_SELF_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
 _HEADER = struct.Struct("iIII")
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_PATH = getattr(os, "O_PATH", 0)
 
 OVERFLOW = object()  # sentinel in the result of drain(): rescan everything
 
 
 class DirWatcher:
-    """Watch one directory; ``drain()`` returns the names that changed."""
+    """Watch one directory; ``drain()`` returns ``{name: event mask}``."""
 
-    def __init__(self, fd: int, wd: int, libc) -> None:
+    def __init__(self, fd: int, libc) -> None:
         self._fd = fd
-        self._wd = wd
         self._libc = libc
-        self.alive = True
+        self.wd: int | None = None
+        self.identity: tuple | None = None  # (st_dev, st_ino) of the watched directory
 
     @classmethod
-    def create(cls, directory: str) -> "DirWatcher | None":
+    def create(cls) -> "DirWatcher | None":
+        """A new inotify instance, or None where there is none."""
         if not sys.platform.startswith("linux"):
             return None
         try:
@@ -56,25 +78,57 @@ class DirWatcher:
 
             libc = ctypes.CDLL(None, use_errno=True)
             fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
-            if fd < 0:
-                return None
-            wd = libc.inotify_add_watch(fd, os.fsencode(directory), MASK)
-            if wd < 0:
-                os.close(fd)
-                return None
         except (OSError, AttributeError, ImportError):
             return None
-        return cls(fd, wd, libc)
+        return cls(fd, libc) if fd >= 0 else None
+
+    @property
+    def attached(self) -> bool:
+        return self.wd is not None and self._fd >= 0
 
     def fileno(self) -> int:
         return self._fd
 
-    def drain(self) -> set | object:
-        """Names changed since the last call, or OVERFLOW when unknown."""
-        if not self.alive:
+    def attach(self, directory: str) -> bool:
+        """Watch the directory ``directory`` names now (moving the watch if
+        it named another one); False when it cannot be watched."""
+        if self._fd < 0:
+            return False
+        try:
+            handle = os.open(directory, (_O_PATH or os.O_RDONLY) | _O_DIRECTORY | _O_CLOEXEC)
+        except OSError:
+            self.detach()
+            return False
+        try:
+            st = os.fstat(handle)
+            target = f"/proc/self/fd/{handle}" if _O_PATH and os.path.isdir("/proc/self/fd") else directory
+            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(target), MASK)
+        finally:
+            os.close(handle)
+        if wd < 0:
+            self.detach()
+            return False
+        if self.wd is not None and self.wd != wd:
+            self._libc.inotify_rm_watch(self._fd, self.wd)  # its IN_IGNORED is not ours to act on
+        self.wd = wd
+        self.identity = (st.st_dev, st.st_ino)
+        return True
+
+    def detach(self) -> None:
+        if self.wd is not None and self._fd >= 0:
+            self._libc.inotify_rm_watch(self._fd, self.wd)
+        self.wd = None
+        self.identity = None
+
+    def drain(self) -> dict | object:
+        """``{name: OR of event masks}`` since the last call, or OVERFLOW
+        when it is unknown what changed (queue overflow, or the watched
+        directory itself deleted or moved: then the watch is detached)."""
+        if not self.attached:
             return OVERFLOW
-        names: set = set()
-        overflow = False
+        names: dict = {}
+        overflow = gone = False
+        current = self.wd
         while True:
             try:
                 buf = os.read(self._fd, 1 << 16)
@@ -87,23 +141,28 @@ class DirWatcher:
                 break
             pos = 0
             while pos + 16 <= len(buf):
-                _wd, mask, _cookie, length = _HEADER.unpack_from(buf, pos)
+                wd, mask, _cookie, length = _HEADER.unpack_from(buf, pos)
                 pos += 16
                 name = buf[pos : pos + length].rstrip(b"\0")
                 pos += length
-                if mask & (IN_Q_OVERFLOW):
+                if mask & IN_Q_OVERFLOW:
                     overflow = True
-                elif mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED):
-                    overflow = True
-                    self.alive = False
+                elif wd != current:
+                    continue  # left over from a directory watched before
+                elif mask & _SELF_GONE:
+                    gone = True
                 elif name:
-                    names.add(os.fsdecode(name))
-        if overflow:
+                    key = os.fsdecode(name)
+                    names[key] = names.get(key, 0) | mask
+        if gone and self.wd == current:
+            self.detach()  # the caller re-attaches to what the path names now, and rescans
+        if overflow or gone:
             return OVERFLOW
         return names
 
     def close(self) -> None:
-        self.alive = False
+        self.wd = None
+        self.identity = None
         if self._fd >= 0:
             try:
                 os.close(self._fd)
