@@ -162,7 +162,8 @@ def test_no_inotify_at_all_lists_exactly(snapshot_dir, monkeypatch):
 
 
 def test_safety_check_reads_only_what_changed(watching, snapshot_dir, monkeypatch):
-    monkeypatch.setattr(cache_module, "RACY_NS", 0)
+    monkeypatch.setattr(cache_module, "RACY_NS", 0)  # files and the directory: nothing is "just written"
+    monkeypatch.setattr(cache_module, "DIR_RACY_NS", 0)
     for i in range(30):
         watching.save(rec(f"s{i}", age_ms=HOUR + i))
     watching.list()  # (writes the index: the directory changed once more)
@@ -174,6 +175,8 @@ def test_safety_check_reads_only_what_changed(watching, snapshot_dir, monkeypatc
     assert watching.safety_check() == set()
     assert decodes == [] and listings == []  # a quiet directory: one stat of it, one lstat per file
     save_elsewhere(snapshot_dir, "new")
+    st = os.stat(snapshot_dir)  # (a kernel with coarse timestamps could give the same tick: make it differ)
+    os.utime(snapshot_dir, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert watching.safety_check() == {"new" + SNAP}
     assert len(decodes) == 1 and len(listings) == 1
 

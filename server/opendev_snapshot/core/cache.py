@@ -46,6 +46,7 @@ __all__ = ["ListingCache", "kind_reason", "read_snapshot_file", "stat_key"]  # t
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+DIR_RACY_NS = RACY_NS  # the same rule for the directory's own key (tests may relax the files' one)
 
 
 def mismatch_reason(session_id: str) -> str:
@@ -206,7 +207,7 @@ class ListingCache:
         changed = set()
         if self.dir_key is not None and self.dir_key[:2] != dir_key[:2]:
             changed = self.forget_all()  # the path names another directory now
-        if self.names is None or dir_key != self.dir_key or dst.st_ctime_ns >= self.listed_ns - RACY_NS:
+        if self.names is None or dir_key != self.dir_key or dst.st_ctime_ns >= self.listed_ns - DIR_RACY_NS:
             self.names, self.lock_errors = self._list_dir()
             self.dir_key, self.listed_ns = dir_key, scan_ns
         names = self.names
