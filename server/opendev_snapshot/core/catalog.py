@@ -94,6 +94,7 @@ class Catalog:
             if self._watcher is None:
                 self._want_watch = False  # no inotify here: stat scans
                 return False
+            self._locks.watcher = self._watcher
         if not self._watcher.attached:
             self._scanned = False  # what happened before the watch began is unknown
             self._locks.close()
@@ -316,4 +317,5 @@ class Catalog:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+            self._locks.watcher = None
         self._want_watch = False

@@ -8,13 +8,15 @@ servers' probes, anyone reading the holder text. Re-probing the usual way
 one directory would wake each other forever.
 
 So this process keeps a read-only handle open on the lock file of each
-session it has seen ``running`` (a lock it knows is held), and answers
-"is it still locked?" with a non-blocking shared ``flock`` on that handle
-and an unlock: no open, no close, no inotify event, nothing for anyone to
-react to. An ``IN_CLOSE_NOWRITE`` on any other lock file is ignored (it
-cannot be a holder going away); on a snapshot file it is never a change.
-Any other event on a lock file (written, created, deleted, renamed) drops
-its handle: the file is no longer the one the handle holds.
+session it has seen ``running`` (a lock it knows is held), watches that
+very inode for ``IN_CLOSE_NOWRITE`` (:meth:`.watch.DirWatcher.watch_file`
+on ``/proc/self/fd`` of the handle), and answers "is it still locked?"
+with a non-blocking shared ``flock`` on the handle and an unlock: no open,
+no close, no inotify event, nothing for anyone to react to. Other lock
+files and snapshot files are not watched for ``IN_CLOSE_NOWRITE`` at all
+(a reader closing them is never a change). Any other event on a lock file
+(written, created, deleted, renamed) drops its handle: the file is no
+longer the one the handle holds.
 
 Handles are opened with :func:`.entries.open_regular` (never a FIFO),
 close-on-exec, closed in a forked child, and capped at :data:`MAX_TRACKED`;
@@ -62,7 +64,8 @@ class LockTracker:
 
     def __init__(self, directory: str) -> None:
         self._dir = directory
-        self._fds: dict = {}  # lock file name -> (fd, st_ino)
+        self._fds: dict = {}  # lock file name -> (fd, st_ino, watch descriptor)
+        self.watcher = None  # the DirWatcher whose feed reports the tracked files' closes
         _trackers.add(self)
 
     def __len__(self) -> int:
@@ -72,23 +75,30 @@ class LockTracker:
         return name in self._fds
 
     def track(self, name: str) -> str:
-        """Start tracking ``name`` if it is locked now; returns what it is."""
+        """Start tracking ``name`` if it is locked now; returns what it is.
+
+        The probe is repeated once the watch is in place, so a holder that
+        went away in between is not missed.
+        """
         if name in self._fds:
             return LOCKED
-        if fcntl is None or len(self._fds) >= MAX_TRACKED:
+        if fcntl is None or self.watcher is None or len(self._fds) >= MAX_TRACKED:
             return FULL
         fd, _reason = open_regular(os.path.join(self._dir, name))
         if fd is None:
             return ABSENT
         try:
-            if _locked(fd):
-                self._fds[name] = (fd, os.fstat(fd).st_ino)
-                fd = -1
-                return LOCKED
-            return UNLOCKED
+            if not _locked(fd):
+                return UNLOCKED
+            wd = self.watcher.watch_file(f"/proc/self/fd/{fd}", name)
+            if wd is None:
+                return FULL  # cannot be watched: the safety check will see it
+            self._fds[name] = (fd, os.fstat(fd).st_ino, wd)
+            fd = -1
         finally:
             if fd >= 0:
                 os.close(fd)
+        return LOCKED if self.still_locked(name) else UNLOCKED
 
     def still_locked(self, name: str) -> bool | None:
         """None when ``name`` is not tracked; else whether it is still locked
@@ -104,7 +114,7 @@ class LockTracker:
     def recheck(self) -> set:
         """Names whose lock was released or whose file was replaced (untracked)."""
         gone = set()
-        for name, (fd, ino) in list(self._fds.items()):
+        for name, (fd, ino, _wd) in list(self._fds.items()):
             try:
                 same = os.lstat(os.path.join(self._dir, name)).st_ino == ino
             except OSError:
@@ -117,6 +127,8 @@ class LockTracker:
     def forget(self, name: str) -> None:
         entry = self._fds.pop(name, None)
         if entry is not None:
+            if self.watcher is not None:
+                self.watcher.unwatch_file(entry[2])
             try:
                 os.close(entry[0])
             except OSError:
@@ -128,7 +140,7 @@ class LockTracker:
 
     def _drop_in_child(self) -> None:
         fds, self._fds = self._fds, {}
-        for fd, _ino in fds.values():
+        for fd, _ino, _wd in fds.values():
             try:
                 os.close(fd)
             except OSError:

@@ -17,11 +17,11 @@ directory's identity (``st_dev``, ``st_ino``) from the very inode it
 watches (``/proc/self/fd`` of a handle opened first), so the identity can
 never describe a different directory than the one watched.
 
-``IN_CLOSE_NOWRITE`` is watched for lock files: a lock holder that opened
-its lock file read-only leaves no other trace when it dies. Every reader
-produces that event too (our own probes and listings included), so the
-catalog reacts to it only for lock files it knows to be locked (see
-:mod:`.lockwatch`) and ignores it for snapshot files.
+``IN_CLOSE_NOWRITE`` is watched only on the lock files of sessions known
+to be held (:meth:`DirWatcher.watch_file`, see :mod:`.lockwatch`): a
+holder that opened its lock file read-only leaves no other trace when it
+dies. On the directory it would report every reader of every snapshot
+(other servers' listings, the seed's, ours), so it is not asked for there.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 
 MASK = (
-    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE | IN_MOVED_FROM | IN_MOVED_TO
+    IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO
     | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 )
 _SELF_GONE = IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
@@ -67,6 +67,7 @@ class DirWatcher:
         self._libc = libc
         self.wd: int | None = None
         self.identity: tuple | None = None  # (st_dev, st_ino) of the watched directory
+        self._files: dict = {}  # wd -> name, for the files watched for IN_CLOSE_NOWRITE
 
     @classmethod
     def create(cls) -> "DirWatcher | None":
@@ -120,6 +121,21 @@ class DirWatcher:
         self.wd = None
         self.identity = None
 
+    def watch_file(self, path: str, name: str) -> int | None:
+        """Report ``IN_CLOSE_NOWRITE`` on the file ``path`` names now (e.g.
+        ``/proc/self/fd/N`` of a handle on it) as an event for ``name``."""
+        if not self.attached:
+            return None
+        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(path), IN_CLOSE_NOWRITE)
+        if wd < 0 or wd == self.wd:
+            return None
+        self._files[wd] = name
+        return wd
+
+    def unwatch_file(self, wd: int) -> None:
+        if self._files.pop(wd, None) is not None and self._fd >= 0:
+            self._libc.inotify_rm_watch(self._fd, wd)
+
     def drain(self) -> dict | object:
         """``{name: OR of event masks}`` since the last call, or OVERFLOW
         when it is unknown what changed (queue overflow, or the watched
@@ -148,7 +164,10 @@ class DirWatcher:
                 if mask & IN_Q_OVERFLOW:
                     overflow = True
                 elif wd != current:
-                    continue  # left over from a directory watched before
+                    file_name = self._files.get(wd)
+                    if file_name is not None and mask & IN_CLOSE_NOWRITE:
+                        names[file_name] = names.get(file_name, 0) | IN_CLOSE_NOWRITE
+                    continue  # else: left over from a directory watched before
                 elif mask & _SELF_GONE:
                     gone = True
                 elif name:
@@ -163,6 +182,7 @@ class DirWatcher:
     def close(self) -> None:
         self.wd = None
         self.identity = None
+        self._files.clear()
         if self._fd >= 0:
             try:
                 os.close(self._fd)
