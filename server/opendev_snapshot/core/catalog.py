@@ -170,18 +170,27 @@ class Catalog:
         self._maybe_write_index()
         return changed
 
-    def _scan(self, progress) -> set:
+    def _scan(self, progress, *, trust_names: bool = False) -> set:
         watcher = self._watcher
         attached = watcher is not None and watcher.attached
+        fed = set()
         if attached:
-            watcher.drain()  # whatever it queued so far, the scan below covers
+            events = watcher.drain()
+            if events is OVERFLOW:
+                trust_names = False
+            elif trust_names:
+                fed = self._apply(events)  # the names it reports are the directory's
+            else:
+                for name in events:  # the listing below covers the rest
+                    if name.endswith(LOCK_SUFFIX):
+                        self._cache.examine_lock(name)
         if self._use_index and not self._index_loaded:
             self._index_loaded = True
             rows = load_index(self._dir)
             if rows is not None:
                 self._cache.load_rows(*rows)
         try:
-            changed, _parsed = self._cache.full_scan(time.time_ns(), progress)
+            changed, _parsed = self._cache.full_scan(time.time_ns(), progress, trust_names=trust_names)
         except FileNotFoundError:
             changed = set()
         except NotADirectoryError as exc:
@@ -190,7 +199,7 @@ class Catalog:
             raise StorageError("cannot list snapshot directory", self._dir, exc) from exc
         self._scanned = attached and watcher.attached
         self._maybe_write_index()
-        return changed
+        return changed | fed
 
     def safety_check(self, progress: Callable[[int, int], None] | None = None) -> set:
         """Compare the directory itself with the view; returns the names that changed.
@@ -201,13 +210,17 @@ class Catalog:
         """
         self._safety_at = time.monotonic()
         changed = set()
+        # A local file system's feed reports every name change in the watched
+        # directory: the names are known, only their files need an lstat.
+        trust = self._scanned and self._watcher is not None and self._watcher.attached and self._watcher.local
         if self._identity_changed():
             self._watcher.detach()
             changed |= self._cache.forget_all()
+            trust = False
         self._attach()
         changed |= self._locks.recheck()
         self._scanned = False
-        return changed | self._scan(progress)
+        return changed | self._scan(progress, trust_names=trust)
 
     def _maybe_write_index(self) -> None:
         if not (self._use_index and self._cache.dirty):

@@ -58,6 +58,24 @@ _O_PATH = getattr(os, "O_PATH", 0)
 
 OVERFLOW = object()  # sentinel in the result of drain(): rescan everything
 
+# statfs f_type of file systems whose changes can come from elsewhere (other
+# hosts, other cluster nodes, a FUSE daemon): there inotify reports only what
+# this machine's kernel did, so the directory is listed again by the safety check.
+REMOTE_FS = frozenset({
+    0x6969,  # nfs
+    0x517B, 0xFF534D42, 0xFE534D42,  # smb, cifs, smb2
+    0x65735546,  # fuse (sshfs, s3fs, ...)
+    0x01021997,  # 9p
+    0x00C36400,  # ceph
+    0x5346414F, 0x6B414653,  # afs
+    0x73757245,  # coda
+    0x0BD00BD0,  # lustre
+    0x47504653,  # gpfs
+    0x01161970, 0x7461636F,  # gfs2, ocfs2
+    0x564C,  # ncp
+    0x20030528,  # orangefs
+})
+
 
 class DirWatcher:
     """Watch one directory; ``drain()`` returns ``{name: event mask}``."""
@@ -67,6 +85,7 @@ class DirWatcher:
         self._libc = libc
         self.wd: int | None = None
         self.identity: tuple | None = None  # (st_dev, st_ino) of the watched directory
+        self.local = False  # every name change in it is reported (not a remote file system)
         self._files: dict = {}  # wd -> name, for the files watched for IN_CLOSE_NOWRITE
 
     @classmethod
@@ -104,6 +123,7 @@ class DirWatcher:
             st = os.fstat(handle)
             target = f"/proc/self/fd/{handle}" if _O_PATH and os.path.isdir("/proc/self/fd") else directory
             wd = self._libc.inotify_add_watch(self._fd, os.fsencode(target), MASK)
+            local = self._fs_type(target) not in REMOTE_FS
         finally:
             os.close(handle)
         if wd < 0:
@@ -113,13 +133,24 @@ class DirWatcher:
             self._libc.inotify_rm_watch(self._fd, self.wd)  # its IN_IGNORED is not ours to act on
         self.wd = wd
         self.identity = (st.st_dev, st.st_ino)
+        self.local = local
         return True
+
+    def _fs_type(self, path: str) -> int | None:
+        """``statfs(2)``'s ``f_type`` (its first field, a C long), None if unknown."""
+        import ctypes
+
+        buf = ctypes.create_string_buffer(512)
+        if self._libc.statfs(os.fsencode(path), buf) != 0:
+            return None
+        return struct.unpack_from("l", buf.raw)[0] & 0xFFFFFFFF
 
     def detach(self) -> None:
         if self.wd is not None and self._fd >= 0:
             self._libc.inotify_rm_watch(self._fd, self.wd)
         self.wd = None
         self.identity = None
+        self.local = False
 
     def watch_file(self, path: str, name: str) -> int | None:
         """Report ``IN_CLOSE_NOWRITE`` on the file ``path`` names now (e.g.
