@@ -33,7 +33,7 @@ import pytest
 
 from opendev_snapshot.core.codec import decode
 
-from reliability.framed import CRASH_ROUNDS, Server, ServerDied, cli, cli_list, env_for
+from reliability.framed import CRASH_ROUNDS, Server, ServerDied, cli, cli_list
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(120 + 10 * CRASH_ROUNDS)]
 

@@ -264,7 +264,7 @@ def test_a_copy_under_another_name_is_skipped(snapshot_dir, monkeypatch, store_k
 def test_a_watching_store_sees_a_file_turn_into_a_copy(snapshot_dir):
     with SnapshotStore(snapshot_dir, watch=True) as store:
         store.save(rec("a"))
-        store.save(rec("b", age_ms=HOUR + 1))
+        store.save(rec("b", age_ms=HOUR + 60_000))
         assert ids(store.list()) == ["a", "b"]
         (snapshot_dir / ("b" + SNAP)).write_bytes((snapshot_dir / ("a" + SNAP)).read_bytes())  # in place
         result = store.list()

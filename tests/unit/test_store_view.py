@@ -24,6 +24,7 @@ import pytest
 from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_record
 from opendev_snapshot.core import cache as cache_module
 from opendev_snapshot.core import catalog as catalog_module
+from opendev_snapshot.core import dirscan as dirscan_module
 from opendev_snapshot.core.store import now_ms
 from opendev_snapshot.core.watch import DirWatcher
 
@@ -75,7 +76,7 @@ def test_directory_recreated_while_a_lock_fd_is_held(snapshot_dir, watching):
     assert ids(watching.list()) == ["fresh"] == truth(snapshot_dir)
     assert all(watching.load(s["session_id"]) for s in watching.list().sessions)
     # the watch follows the new directory: the next save is seen without a safety check
-    save_elsewhere(snapshot_dir, "later", age_ms=HOUR - 1000)
+    save_elsewhere(snapshot_dir, "later", age_ms=HOUR - 60_000)
     assert ids(watching.list()) == ["later", "fresh"]
 
 
@@ -91,8 +92,8 @@ def test_symlinked_directory_repointed(tmp_path):
         s.list()
         assert {"in-one" + SNAP, "in-two" + SNAP} <= s.safety_check()
         assert ids(s.list()) == ["in-two"]
-        save_elsewhere(two, "two-later", age_ms=HOUR - 1000)
-        save_elsewhere(one, "one-later", age_ms=HOUR - 1000)
+        save_elsewhere(two, "two-later", age_ms=HOUR - 60_000)
+        save_elsewhere(one, "one-later", age_ms=HOUR - 60_000)
         assert ids(s.list()) == ["two-later", "in-two"]  # watching two now, not one
 
 
@@ -107,8 +108,8 @@ def test_parent_renamed(tmp_path):
         s.list()
         s.safety_check()
         assert ids(s.list()) == ["b"] == truth(directory)
-        save_elsewhere(tmp_path / "moved" / "snaps", "ghost", age_ms=HOUR - 1000)
-        save_elsewhere(directory, "c", age_ms=HOUR - 2000)
+        save_elsewhere(tmp_path / "moved" / "snaps", "ghost", age_ms=HOUR - 60_000)
+        save_elsewhere(directory, "c", age_ms=HOUR - 120_000)
         assert ids(s.list()) == ["c", "b"]
 
 
@@ -148,7 +149,7 @@ def test_network_file_system_silent_feed(snapshot_dir, monkeypatch):
         assert "remote" + SNAP in s.safety_check()
         assert ids(s.list()) == ["remote"]
         # a long-lived store that nobody gives a timer: the listing runs the check itself
-        save_elsewhere(snapshot_dir, "remote-2", age_ms=HOUR - 1000)
+        save_elsewhere(snapshot_dir, "remote-2", age_ms=HOUR - 60_000)
         monkeypatch.setattr(catalog_module, "SAFETY_INTERVAL_S", 0.0)
         assert ids(s.list()) == ["remote-2", "remote"]
 
@@ -158,7 +159,7 @@ def test_no_inotify_at_all_lists_exactly(snapshot_dir, monkeypatch):
     with SnapshotStore(snapshot_dir, watch=True) as s:
         assert s.watcher_fileno() is None
         for i in range(3):
-            save_elsewhere(snapshot_dir, f"s{i}", age_ms=HOUR - i)
+            save_elsewhere(snapshot_dir, f"s{i}", age_ms=HOUR - 60_000 * i)
             assert ids(s.list()) == [f"s{j}" for j in range(i, -1, -1)]
         s.safety_check()
         assert ids(s.list()) == ["s2", "s1", "s0"]
@@ -176,7 +177,7 @@ def test_safety_check_reads_only_what_changed(snapshot_dir, monkeypatch, fs):
     if fs == "nfs":
         monkeypatch.setattr(catalog_module, "DirWatcher", NfsWatcher)
     monkeypatch.setattr(cache_module, "RACY_NS", 0)  # files and the directory: nothing is "just written"
-    monkeypatch.setattr(cache_module, "DIR_RACY_NS", 0)
+    monkeypatch.setattr(dirscan_module, "DIR_RACY_NS", 0)
     snapshot_dir.mkdir(mode=0o700)
     watching = SnapshotStore(snapshot_dir, watch=True)
     for i in range(30):
@@ -208,7 +209,7 @@ def test_view_of_a_directory_that_goes_and_comes_back(snapshot_dir, watching):
     save_elsewhere(snapshot_dir, "b")
     assert ids(watching.list()) == ["b"]
     assert watching.watcher_fileno() is not None
-    save_elsewhere(snapshot_dir, "c", age_ms=HOUR - 1000)
+    save_elsewhere(snapshot_dir, "c", age_ms=HOUR - 60_000)
     assert ids(watching.list()) == ["c", "b"]
 
 

@@ -29,21 +29,19 @@ another session's lock.
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import sys
 
 from . import codec
+from . import dirscan
 from .entries import NOT_UTF8, kind_reason, name_is_utf8, read_snapshot_file, stat_key
 from .errors import InvalidSnapshot
 from .index import RACY_NS
-from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
+from .paths import SNAPSHOT_SUFFIX
 from .validation import MAX_ENCODED_BYTES
 
 __all__ = ["ListingCache", "kind_reason", "read_snapshot_file", "stat_key"]  # the last three: moved to .entries
 
-DIR_RACY_NS = RACY_NS  # the same rule for the directory's own key (tests may relax the files' one)
 
 
 def mismatch_reason(session_id: str) -> str:
@@ -66,9 +64,11 @@ class ListingCache:
         self.names: list | None = None  # snapshot names at the last listing of the directory
         self.dir_key: tuple | None = None  # the directory's key at that listing
         self.listed_ns = 0
+        self._quiet = None  # (paths, their keys) of the last pass that found nothing changed
 
     # ---------------------------------------------------------------- state
     def drop(self, name: str) -> None:
+        self._quiet = None
         self.keys.pop(name, None)
         self.errors.pop(name, None)
         self.records.pop(name, None)
@@ -86,7 +86,7 @@ class ListingCache:
         known = set(self.keys) | set(self.lock_errors)
         self.keys, self.meta, self.records, self.errors, self.lock_errors = {}, {}, {}, {}, {}
         self.racy, self.by_project = set(), {}
-        self.names = self.dir_key = None
+        self.names = self.dir_key = self._quiet = None
         self.dirty = bool(known)
         return known
 
@@ -108,6 +108,7 @@ class ListingCache:
 
     def load_rows(self, names, keys, metas, groups) -> None:
         """Adopt a persistent index (validated by :func:`.index.load_index`)."""
+        self._quiet = None
         self.keys = dict(zip(names, keys))
         self.meta = dict(zip(names, metas))
         self.by_project = {project: set(names[start:end]) for project, start, end in groups}
@@ -171,20 +172,21 @@ class ListingCache:
         self.set_record(name, key2, record, racy=key2 is not None and key2[3] >= scan_ns - RACY_NS)
         return True
 
+    def _dir_key(self) -> tuple:
+        try:
+            return dirscan.dir_key(self.directory)
+        except FileNotFoundError:
+            self.forget_all()
+            raise
+
     def examine_lock(self, name: str) -> None:
         """Bring one lock file name's skip reason up to date (never opens it)."""
-        reason = self._lock_reason(name)
+        reason = dirscan.lock_reason(self.directory, name)
         if reason is None:
             self.lock_errors.pop(name, None)
         else:
             self.lock_errors[name] = reason
 
-    def _lock_reason(self, name: str) -> str | None:
-        try:
-            mode = os.lstat(os.path.join(self.directory, name)).st_mode
-        except OSError:
-            return None  # gone, or not ours to judge
-        return NOT_UTF8 if not name_is_utf8(name) else kind_reason(mode)
 
     def full_scan(self, scan_ns: int, progress=None, *, trust_names: bool = False) -> tuple[set, int]:
         """``lstat`` every snapshot name; returns (changed names, files parsed).
@@ -201,20 +203,35 @@ class ListingCache:
             changed = self.forget_all()  # the path names another directory now
             trust_names = False
         if trust_names and self.names is not None:
-            names = list(self.keys)
-        else:
-            if self.names is None or dir_key != self.dir_key or dir_key[3] >= self.listed_ns - DIR_RACY_NS:
-                self.names, self.lock_errors = self._list_dir()
-                self.dir_key, self.listed_ns = dir_key, scan_ns
+            names = None  # the names known are the directory's
+        elif self.names is None or dir_key != self.dir_key or dir_key[3] >= self.listed_ns - dirscan.DIR_RACY_NS:
+            self.names, self.lock_errors = dirscan.list_dir(self.directory)
+            self.dir_key, self.listed_ns = dir_key, scan_ns
+            self._quiet = None
             names = self.names
-        total = len(names)
+        else:
+            names = self.names
         if progress is not None:
-            progress(0, total)
-        current, unknown = self._keys_of(names)
+            progress(0, len(self.keys))
+        quiet = self._quiet
+        if quiet is not None and not self.racy:
+            # Nothing known changed since a pass that found nothing, nor the names:
+            # compare one list of keys, build no dict.
+            try:
+                if list(map(stat_key, map(os.lstat, quiet[0]))) == quiet[1] and self._dir_key()[:2] == dir_key[:2]:
+                    return changed, 0
+            except OSError:
+                pass
+        names = list(self.keys) if names is None else names
+        prefix = os.path.join(self.directory, "")
+        paths = [prefix + name for name in names]
+        current, unknown = dirscan.keys_of(names, paths)
         if self._dir_key()[:2] != dir_key[:2]:  # re-pointed while we looked: start again
             self.forget_all()
             return self.full_scan(scan_ns, progress)
+        total = len(names)
         if current == self.keys and not self.racy:
+            self._quiet = (paths, list(current.values()))
             if progress is not None:
                 progress(total, total)
             return changed, 0
@@ -235,62 +252,6 @@ class ListingCache:
         if parsed or gone or stale:
             self.dirty = True
         return changed, parsed
-
-    def _dir_key(self) -> tuple:
-        """(st_dev, st_ino, st_mtime_ns, st_ctime_ns) of the directory the path names."""
-        try:
-            dst = os.stat(self.directory)
-        except FileNotFoundError:
-            self.forget_all()
-            raise
-        if not stat.S_ISDIR(dst.st_mode):
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), self.directory)
-        return (dst.st_dev, dst.st_ino, dst.st_mtime_ns, dst.st_ctime_ns)
-
-    def _list_dir(self) -> tuple[list, dict]:
-        """Snapshot names, and the lock file names that are not regular files."""
-        names: list = []
-        bad_locks: dict = {}
-        with os.scandir(self.directory) as it:
-            for entry in it:
-                name = entry.name
-                if name.endswith(SNAPSHOT_SUFFIX):
-                    names.append(name)
-                elif name.endswith(LOCK_SUFFIX):
-                    try:
-                        regular = entry.is_file(follow_symlinks=False)  # d_type: no syscall
-                    except OSError:
-                        continue
-                    if not regular or not name_is_utf8(name):
-                        reason = self._lock_reason(name)
-                        if reason is not None:
-                            bad_locks[name] = reason
-        return names, bad_locks
-
-    def _keys_of(self, names: list) -> tuple[dict, set]:
-        """name -> stat key (None when it could not be stat-ed), and those names.
-
-        Through full paths: ``os.lstat(path)`` costs less per call in CPython
-        than ``lstat`` with ``dir_fd`` (keyword arguments); the caller checks
-        the directory's identity around the pass.
-        """
-        prefix = os.path.join(self.directory, "")
-        paths = [prefix + name for name in names]
-        try:  # the common case in one C-level loop
-            return dict(zip(names, map(stat_key, map(os.lstat, paths)))), set()
-        except OSError:
-            pass
-        out: dict = {}
-        unknown: set = set()
-        for name, path in zip(names, paths):
-            try:
-                out[name] = stat_key(os.lstat(path))
-            except FileNotFoundError:
-                continue
-            except OSError:
-                out[name] = None
-                unknown.add(name)
-        return out, unknown
 
     # ---------------------------------------------------------------- reads
     def full_record(self, name: str) -> dict | None:

@@ -22,49 +22,21 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 from .cache import ListingCache
-from .entries import printable
-from .errors import InvalidSnapshot, StorageError
+from .errors import StorageError
 from .index import load_index, write_index
+from .listing import ListResult, Projects, Skipped, check_query, skipped
 from .lockwatch import UNLOCKED, LockTracker
-from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX, normalize_project, within
-from .records import COMPLETED, INTERRUPTED, RUNNING, now_ms
-from .validation import check_str
+from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
+from .records import COMPLETED, RUNNING, now_ms
 from .watch import IN_CLOSE_NOWRITE, OVERFLOW, DirWatcher
+
+__all__ = ["Catalog", "ListResult", "Skipped"]
 
 INDEX_MIN_INTERVAL_S = 5.0
 SAFETY_INTERVAL_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """A directory entry that is not listed, and why.
-
-    ``file`` is printable (a name that is not valid UTF-8 shows its bytes
-    as ``\\xNN``); ``name`` is the real name, as ``os.listdir`` gives it.
-    """
-
-    file: str
-    reason: str
-    name: str = ""
-
-    @classmethod
-    def of(cls, name: str, reason: str) -> "Skipped":
-        return cls(printable(name), reason, name)
-
-    def to_dict(self) -> dict:
-        return {"file": self.file, "reason": self.reason}
-
-
-@dataclass(slots=True)
-class ListResult:
-    """``sessions``: listing dicts (record + status + path); ``skipped``: :class:`Skipped`."""
-
-    sessions: list
-    skipped: list = field(default_factory=list)
 
 
 class Catalog:
@@ -82,7 +54,7 @@ class Catalog:
         self._index_loaded = False
         self._index_written_at = 0.0
         self._safety_at = time.monotonic()
-        self._norm_cache: dict[str, str] = {}
+        self._projects = Projects()
 
     # ---------------------------------------------------------------- watch
     def _attach(self) -> bool:
@@ -119,15 +91,6 @@ class Catalog:
             return True
 
     # -------------------------------------------------------------- refresh
-    def _normalize(self, project_dir: str) -> str:
-        norm = self._norm_cache.get(project_dir)
-        if norm is None:
-            norm = normalize_project(project_dir) if isinstance(project_dir, str) else ""
-            if len(self._norm_cache) > 100_000:
-                self._norm_cache.clear()
-            self._norm_cache[project_dir] = norm
-        return norm
-
     def refresh(self, progress: Callable[[int, int], None] | None = None) -> set:
         """Bring the view up to date; returns the names that changed.
 
@@ -249,76 +212,34 @@ class Catalog:
         progress: Callable[[int, int], None] | None = None,
     ) -> ListResult:
         """Sessions newest first (incomplete only unless asked), plus skipped files."""
-        if status not in (None, RUNNING, INTERRUPTED, COMPLETED):
-            raise InvalidSnapshot("status", "must be 'running' or 'interrupted'")
-        if limit is not None and (type(limit) is not int or limit < 0):
-            raise InvalidSnapshot("limit", "must be a non-negative integer")
-        project = None
-        if project_dir is not None:
-            check_str(project_dir, "projectDir")
-            project = normalize_project(project_dir)
-        want_completed = include_completed or status == COMPLETED
+        project, want_completed = check_query(project_dir, status, limit, include_completed)
         self.refresh(progress)
         cache = self._cache
-        if project is None:
-            names = cache.meta.keys()
-        else:
-            names = [
-                name
-                for raw, group in cache.by_project.items()
-                if within(self._normalize(raw), project)
-                for name in group
-            ]
-        meta = cache.meta
-        candidates = []
-        for name in names:
-            sid, completed, _project, ts = meta[name]
-            if completed and not want_completed:
-                continue
-            candidates.append((-ts, sid, name))
-        candidates.sort()
         now = now_ms()
         track = self._watcher is not None and self._watcher.attached
         sessions = []
-        for _ts, _sid, name in candidates:
+        for name in self._projects.candidates(cache, project, want_completed):
             if limit is not None and len(sessions) >= limit:
                 break
             record = cache.full_record(name)
-            if record is None:
+            if record is None or not self._projects.holds(record["project_dir"], project):
                 continue  # vanished or turned bad since it was indexed
-            if project is not None and not within(self._normalize(record["project_dir"]), project):
-                continue
             state = self._status_of(record, now=now)
             if state == RUNNING and track and self._locks.track(record["session_id"] + LOCK_SUFFIX) == UNLOCKED:
                 state = self._status_of(record, now=now)  # its holder went away just now
-            if state == COMPLETED and not want_completed:
-                continue
-            if status is not None and state != status:
+            if (state == COMPLETED and not want_completed) or (status is not None and state != status):
                 continue
             listing = dict(record)
             listing["status"] = state
             listing["path"] = os.path.join(self._dir, name)
             sessions.append(listing)
         sessions.sort(key=lambda r: (-r["snapshot_timestamp_ms"], r["session_id"]))
-        bad = {**cache.errors, **cache.lock_errors}
-        skipped = [Skipped.of(name, reason) for name, reason in sorted(bad.items())]
         self._maybe_write_index()
-        return ListResult(sessions, skipped)
+        return ListResult(sessions, skipped(cache))
 
     def next_stale_deadline_ms(self, stale_after_ms: int, project_dir: str | None = None) -> int | None:
         """When the next lock-less incomplete snapshot turns interrupted."""
-        project = normalize_project(project_dir) if project_dir else None
-        now = now_ms()
-        best = None
-        for _sid, completed, raw, ts in self._cache.meta.values():
-            if completed:
-                continue
-            if project is not None and not within(self._normalize(raw), project):
-                continue
-            deadline = min(ts, now) + stale_after_ms
-            if deadline > now and (best is None or deadline < best):
-                best = deadline
-        return best
+        return self._projects.next_stale_deadline_ms(self._cache, stale_after_ms, project_dir)
 
     def close(self) -> None:
         """Flush the index, stop watching, let go of the lock handles."""
