@@ -101,23 +101,42 @@ def bench_listing(directory: Path, repeat: int) -> dict:
     return res
 
 
-def bench_save(directory: Path, iterations: int) -> dict:
-    """SnapshotStore.save against the raw durable write, interleaved."""
+def bench_save(directory: Path, iterations: int, *, fresh_previews: bool = False) -> dict:
+    """SnapshotStore.save (redaction on, the default) against the raw durable
+    write of the same bytes, interleaved.
+
+    ``fresh_previews``: every save carries ten realistic previews (diffs,
+    test logs, JSON, code; ``eval_redaction.clean_corpus``) never seen
+    before, so redaction's memo never helps: the worst case. Otherwise the
+    same record is saved again and again, as autosave does.
+    """
     from opendev_snapshot.core.codec import encode
 
     store = SnapshotStore(directory)
     store.ensure_dir()
-    r = make_record(0, time.time_ns() // 1_000_000)
-    data = encode(r)
+    now = time.time_ns() // 1_000_000
+    corpus = []
+    if fresh_previews:
+        from eval_redaction import clean_corpus
+
+        corpus = clean_corpus()
     raw, ours = [], []
+    size = 0
     for i in range(iterations):
+        r = make_record(0, now)
+        if corpus:
+            for k, item in enumerate(r["last_tool_results"]):
+                item["output_preview"] = f"{i}-{k} " + corpus[(i * 10 + k) % len(corpus)][:490]
+        data = encode(r)  # the same size as what the store writes (nothing here to redact); no memo warmed
+        size = len(data)
         t = time.perf_counter()
         raw_durable_write(str(directory), "raw_session_snapshot.json", data, i)
         raw.append(time.perf_counter() - t)
         t = time.perf_counter()
         store.save(r)
         ours.append(time.perf_counter() - t)
-    return {"raw": raw, "ours": ours, "bytes": len(data)}
+    store.close()
+    return {"raw": raw, "ours": ours, "bytes": size}
 
 
 def bench_safety_tick(directory: Path, repeat: int) -> dict:
@@ -255,6 +274,7 @@ def main() -> int:
     parser.add_argument("--save-iterations", type=int, default=300)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of the two-server idle measurement (0: skip)")
     parser.add_argument("--out", help="also write the Markdown report here")
+    parser.add_argument("--save-only", action="store_true", help="only the durable-save measurements")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     compile_package()
@@ -262,30 +282,33 @@ def main() -> int:
     lines = [f"Machine: {machine()}", "", *LISTING_HEADER]
     ticks: dict = {}
     try:
-        for n in sizes:
+        for n in [] if args.save_only else sizes:
             d = work / f"n{n}"
             build(d, n)
             lines.append(listing_row(n, bench_listing(d, args.repeat)))
             print(lines[-1], flush=True)
             ticks[n] = bench_safety_tick(d, args.repeat)
             shutil.rmtree(d)
-        lines += ["", *TICK_HEADER] + [tick_row(n, t) for n, t in ticks.items()]
-        print("\n".join(lines[-len(ticks) - 2 :]), flush=True)
-        if args.idle > 0:
+        if ticks:
+            lines += ["", *TICK_HEADER] + [tick_row(n, t) for n, t in ticks.items()]
+            print("\n".join(lines[-len(ticks) - 2 :]), flush=True)
+        if args.idle > 0 and not args.save_only:
             d = work / "idle"
             build(d, max(sizes))
             idle = bench_two_servers_idle(d, args.idle)
             shutil.rmtree(d)
             lines += ["", idle_line(max(sizes), idle)]
             print(lines[-1], flush=True)
-        save = bench_save(work / "save", args.save_iterations)
-        lines += [
-            "",
-            f"Durable save of a {save['bytes']:,}-byte snapshot, {args.save_iterations} interleaved iterations:",
-            f"raw write+fsync+rename+fsync-dir {ms(save['raw'])} ms; SnapshotStore.save {ms(save['ours'])} ms; "
-            f"ratio (median) {ratio(save['ours'], save['raw']):.4f}",
-        ]
-        print("\n".join(lines[-3:]))
+        for fresh, what in ((False, "the same record (autosave)"), (True, "ten never-seen realistic previews each")):
+            save = bench_save(work / f"save-{fresh}", args.save_iterations, fresh_previews=fresh)
+            lines += [
+                "",
+                f"Durable save of a {save['bytes']:,}-byte snapshot, {what}, redaction on, "
+                f"{args.save_iterations} interleaved iterations:",
+                f"raw write+fsync+rename+fsync-dir {ms(save['raw'])} ms; SnapshotStore.save {ms(save['ours'])} ms; "
+                f"ratio (median) {ratio(save['ours'], save['raw']):.4f}",
+            ]
+            print("\n".join(lines[-3:]), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report = "\n".join(lines) + "\n"

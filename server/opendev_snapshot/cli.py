@@ -17,6 +17,7 @@ import time
 from . import __version__
 from .core import errors
 from .core.durations import format_age, parse_duration
+from .core.holder import describe_holder
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def cmd_show(args, out) -> int:
     ]
     if status == "running":
         holder = store.lock_holder(args.session_id)
-        lines.append(f"Held by:   {holder}" if holder else "Held by:   (no lock file; recent save)")
+        lines.append(f"Held by:   {describe_holder(holder)}" if holder is not None else "Held by:   (no lock file; recent save)")
     results = record["last_tool_results"]
     lines.append(f"Tool results ({len(results)}):" if results else "Tool results: none")
     for item in results:

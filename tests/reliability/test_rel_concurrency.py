@@ -10,7 +10,8 @@
 
 Checked: no listing ever skips a file (a torn read would be skipped), every
 ``held-*`` session is in every listing and ``running`` (A's lock is never
-lost, not even to cleanup), every reply is a result or a fair ``-32001``,
+lost, not even to cleanup), every reply is a result or a fair ``-32001``
+(or ``-32003`` for a claim or a removal of a running session),
 no server or CLI prints a traceback, every file on disk parses, and A's
 sessions turn ``interrupted`` only once A exits.
 
@@ -113,7 +114,13 @@ def server_worker(server: Server, rng: random.Random, stop: threading.Event, fai
                 reply = server.wait_reply(msg_id)
                 stats[name] = stats.get(name, 0) + 1
                 if "error" in reply:
-                    if not (reply["error"]["code"] == -32001 and method in ("markCompleted", "recordToolResult")):
+                    fair = (reply["error"]["code"] == -32001 and method in ("markCompleted", "recordToolResult")) or (
+                        # running: held by another live server (a claim or a removal is refused, naming
+                        # the holder), or saved moments ago without a lock file (removal refused, no holder)
+                        reply["error"]["code"] == -32003 and method in ("save", "remove")
+                        and (reply["error"].get("data") or {}).get("sessionId") == params.get("sessionId")
+                    )
+                    if not fair:
                         failures.add(f"{name} {method} {params.get('sessionId')}: {reply['error']}")
                 elif method == "listIncomplete":
                     check_listing(reply["result"], f"{name} listIncomplete", failures)
@@ -168,7 +175,9 @@ def cli_worker(directory, rng: random.Random, stop: threading.Event, failures: F
                     check_listing(result, f"{name} list --all", failures)
             elif op < 0.6:
                 proc = cli(directory, "remove", sid)
-                if proc.returncode not in (0, 1) or (proc.returncode == 1 and "no snapshot" not in proc.stderr):
+                if proc.returncode not in (0, 1) or (
+                    proc.returncode == 1 and "no snapshot" not in proc.stderr and "is running in another process" not in proc.stderr
+                ):
                     failures.add(f"{name} remove: exit {proc.returncode}: {proc.stderr[-500:]}")
             elif op < 0.8:
                 proc = cli(directory, "cleanup", "--max-age", "0s")

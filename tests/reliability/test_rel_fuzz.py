@@ -54,7 +54,7 @@ FIELDS = [
 ]
 HOSTILE_IDS = ["fz", "fz-1", "fz.x", "Fz_2", "../x", "/abs", "a/b", "a\x00b", "x" * 129, "x" * 128, "", ".hidden", "..", "fz\n", "fz ", "é"]
 KNOWN_CODES = {-32700, -32600, -32601, -32602, -32603, -32001, -32002, -32800}
-ALLOWED_NAMES = re.compile(r"^(.+_session_snapshot\.(json|lock)|\..*\.tmp|\.opendev-index.*)$")
+ALLOWED_NAMES = re.compile(r"^(.+_session_snapshot\.(json|lock)|\..*\.tmp|\.opendev-index.*|\.opendev-update\.lock|\.trash(/.*)?)$")
 VALID_METHODS = set(CONTRACT) | {"workspace/executeCommand"}
 
 

@@ -110,9 +110,10 @@ def test_hostile_directory_through_the_server_and_the_cli(tmp_path):
         quick(server, "opendev/snapshot.save", {"sessionId": "link-in", "projectDir": "/work/hostile", "messageCount": 9})
         assert not os.path.islink(directory / f"link-in{SUFFIX}")
         assert json.loads((directory / f"link-in{SUFFIX}").read_text())["message_count"] == 9
-        # removing goes for the name in the directory, not the target
+        # removing goes for the name in the directory, not the target: the link itself to the trash
         assert quick(server, "opendev/snapshot.remove", {"sessionId": "dangling"})["result"] == {"removed": True}
         assert not os.path.lexists(directory / f"dangling{SUFFIX}")
+        assert any(os.path.islink(p) for p in (directory / ".trash").iterdir())
         # a FIFO named like a snapshot: replaced by a save, not opened
         reply = quick(server, "opendev/snapshot.save", {"sessionId": "fifo", "projectDir": "/work/hostile"})
         assert "result" in reply or reply["error"]["code"] == -32002, reply
@@ -197,7 +198,8 @@ def test_hostile_ids_through_the_server_and_the_cli(tmp_path):
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k) and not k.startswith("snaps")}
     assert not changed, f"written outside the snapshot directory: {changed}"
     assert sorted(os.listdir(directory)) in (["good" + SUFFIX], ["good" + SUFFIX, ".opendev-index"]) or all(
-        n.startswith(("good", ".opendev-index")) for n in os.listdir(directory)), os.listdir(directory)
+        n.startswith(("good", ".opendev-index")) or n == ".opendev-update.lock" for n in os.listdir(directory)
+    ), os.listdir(directory)
 
 
 def test_names_that_are_not_utf8_and_copies_under_another_name(tmp_path):

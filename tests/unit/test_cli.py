@@ -96,7 +96,7 @@ def test_show_running_names_lock_holder(snapshot_dir):
     s.save(new_record("live", "/p"), claim=True)
     out = cli("--dir", str(snapshot_dir), "show", "live")
     assert "Status:    running" in out.stdout
-    assert f"pid={os.getpid()}" in out.stdout
+    assert f"pid {os.getpid()}" in out.stdout
     s.close()
 
 

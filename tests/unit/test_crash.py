@@ -56,7 +56,7 @@ def _check_versions(directory, tag_max: dict) -> None:
             assert record["project_dir"] == "/proj/" + tag
             tag_max[tag] = max(tag_max.get(tag, 0), i)
         else:
-            assert name.endswith(".tmp") or name.startswith(".opendev-index"), f"unexpected file {name}"
+            assert name.endswith(".tmp") or name.startswith(".opendev-index") or name == ".opendev-update.lock", f"unexpected file {name}"
             assert not name.endswith(".json")
 
 

@@ -95,7 +95,7 @@ def test_kernel_session_records_cells_bounded_and_durably(tmp_path):
     assert [t["call_id"] for t in record["last_tool_results"]] == ["In[3]", "In[4]", "In[5]"]
     assert [t["success"] for t in record["last_tool_results"]] == [False, True, True]
     assert other.status_of(record) == "running"  # the lock is held by ks's store
-    ks.release()
+    store.release("k1")
     assert other.status_of(other.load("k1")) == "interrupted"
 
 

@@ -39,7 +39,10 @@ def ids(result) -> list:
 def test_save_load_round_trip(store, snapshot_dir):
     r = rec("a", message_count=3, cost_usd=1.25)
     out = store.save(r)
-    assert out == {"session_id": "a", "path": str(snapshot_dir / "a_session_snapshot.json"), "snapshot_timestamp_ms": r["snapshot_timestamp_ms"]}
+    assert out == {
+        "session_id": "a", "path": str(snapshot_dir / "a_session_snapshot.json"),
+        "snapshot_timestamp_ms": r["snapshot_timestamp_ms"], "claimed": False,
+    }
     assert store.load("a") == r
     assert store.load("missing") is None
 
@@ -94,11 +97,16 @@ def test_record_tool_result_bounds_and_cuts(store):
     assert "tool_name" in info.value.field
 
 
+def visible(directory) -> list:
+    """The directory's entries but our hidden ones (index, trash, update lock)."""
+    return sorted(n for n in os.listdir(directory) if not n.startswith("."))
+
+
 def test_remove(store, snapshot_dir):
     store.save(rec("a"), claim=True)
     assert store.remove("a") is True
     assert store.remove("a") is False
-    assert sorted(os.listdir(snapshot_dir)) == []
+    assert visible(snapshot_dir) == []
 
 
 @pytest.mark.parametrize("bad", ["../x", "/abs", "a/b", "", ".x", "nul\0"])
@@ -129,7 +137,7 @@ def test_no_temporary_files_left_and_none_end_in_json(store, snapshot_dir):
     for i in range(20):
         store.save(rec("a", message_count=i))
     names = os.listdir(snapshot_dir)
-    assert names == ["a_session_snapshot.json"]
+    assert sorted(names) == [".opendev-update.lock", "a_session_snapshot.json"]
 
 
 # ------------------------------------------------------------------- liveness
@@ -158,7 +166,7 @@ def test_claimed_by_live_child_is_running_then_interrupted_when_killed(store, sn
     try:
         (listing,) = store.list().sessions
         assert listing["status"] == RUNNING
-        assert f"pid={proc.pid}" in store.lock_holder("child")
+        assert store.lock_holder("child")["pid"] == proc.pid
         assert store.claim("child") is False  # somebody else holds it
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -332,7 +340,8 @@ def test_write_failure_is_a_storage_error_and_keeps_the_old_file(store, snapshot
     assert proc.returncode == 3, proc.stderr
     assert "cannot write snapshot" in proc.stdout and "too large" in proc.stdout.lower()
     assert (snapshot_dir / "a_session_snapshot.json").read_bytes() == before
-    assert sorted(os.listdir(snapshot_dir)) == ["a_session_snapshot.json"]  # no temporary left
+    assert visible(snapshot_dir) == ["a_session_snapshot.json"]  # no temporary left
+    assert not [n for n in os.listdir(snapshot_dir) if n.endswith(".tmp")]
 
 
 def test_corrupt_file_load_is_a_storage_error(store, snapshot_dir):
@@ -354,14 +363,14 @@ def test_cleanup_semantics(snapshot_dir):
     s.save(rec("young", age_ms=HOUR))
     dry = s.cleanup(24 * HOUR, dry_run=True)
     assert dry.dry_run and dry.session_ids == ["old-dead", "old-done", "old-lockless"]
-    assert len(os.listdir(snapshot_dir)) == 7  # nothing removed (5 snapshots, 2 lock files)
+    assert len(visible(snapshot_dir)) == 7  # nothing removed (5 snapshots, 2 lock files)
     keep = s.cleanup(24 * HOUR, include_incomplete=False)
     assert keep.session_ids == ["old-done"]
     res = s.cleanup(24 * HOUR)
     assert res.removed_count == 2 and res.session_ids == ["old-dead", "old-lockless"]
-    assert sorted(os.listdir(snapshot_dir)) == [
+    assert visible(snapshot_dir) == [
         "old-live_session_snapshot.json", "old-live_session_snapshot.lock", "young_session_snapshot.json",
-    ] + ([INDEX_NAME] if (snapshot_dir / INDEX_NAME).exists() else [])
+    ]
     s.close()
 
 
@@ -377,7 +386,7 @@ def test_cleanup_sweeps_stale_temporaries_and_orphan_locks(store, snapshot_dir):
     assert ids(store.list()) == ["a"]  # temporaries never show up as sessions
     res = store.cleanup(10 * 24 * HOUR)
     assert res.session_ids == [] and res.temp_files_removed == 2 and res.lock_files_removed == 1
-    assert sorted(n for n in os.listdir(snapshot_dir) if n != INDEX_NAME) == [
+    assert sorted(n for n in os.listdir(snapshot_dir) if n not in (INDEX_NAME, ".opendev-update.lock")) == [
         ".b_session_snapshot.json.2-def.tmp", "a_session_snapshot.json", "held-orphan_session_snapshot.lock",
     ]
 
@@ -536,9 +545,11 @@ def test_cleanup_leaves_a_session_rewritten_meanwhile(snapshot_dir, monkeypatch)
     s.release("dead")
     from opendev_snapshot.core import cleanup as cleanup_module
 
-    real = cleanup_module._unlink_if_same
-    monkeypatch.setattr(cleanup_module, "_unlink_if_same", lambda path, key: real(path, ("changed",)))
+    real = cleanup_module._same_file
+    monkeypatch.setattr(cleanup_module, "_same_file", lambda path, key: real(path, ("changed",)))
+    holder_text = (snapshot_dir / "dead_session_snapshot.lock").read_bytes()
     assert s.cleanup(HOUR).session_ids == []
+    assert (snapshot_dir / "dead_session_snapshot.lock").read_bytes() == holder_text  # not rewritten by cleanup
     assert (snapshot_dir / "dead_session_snapshot.json").exists()
     assert (snapshot_dir / "dead_session_snapshot.lock").exists()  # its lock file is not ours to drop
     assert s.list().sessions[0]["status"] == INTERRUPTED

@@ -6,7 +6,8 @@ long-lived processes, the change feed (:mod:`.watch`) and the handles on
 locks known held (:mod:`.lockwatch`). ``refresh`` brings the cache up to
 date (from the feed when it is attached, else by ``lstat``-ing every
 name); ``list`` filters, orders and describes what the cache holds, asking
-the caller's ``status_of`` for each session's liveness.
+the caller's ``describe`` for each session's liveness (``status``, ``kind``,
+``notebook``: the store's hook, see ``SnapshotStore.describe``).
 
 The view is never staler than :data:`SAFETY_INTERVAL_S`: ``safety_check``
 (called on a timer by the server, and by ``refresh`` itself once the last
@@ -42,9 +43,9 @@ SAFETY_INTERVAL_S = 10.0
 class Catalog:
     """What this process knows of one directory (see the module docstring)."""
 
-    def __init__(self, directory: str, status_of: Callable, *, watch: bool = False, use_index: bool = True) -> None:
+    def __init__(self, directory: str, describe: Callable, *, watch: bool = False, use_index: bool = True) -> None:
         self._dir = directory
-        self._status_of = status_of
+        self._describe = describe
         self._cache = ListingCache(directory)
         self._want_watch = watch
         self._watcher: DirWatcher | None = None
@@ -224,13 +225,14 @@ class Catalog:
             record = cache.full_record(name)
             if record is None or not self._projects.holds(record["project_dir"], project):
                 continue  # vanished or turned bad since it was indexed
-            state = self._status_of(record, now=now)
-            if state == RUNNING and track and self._locks.track(record["session_id"] + LOCK_SUFFIX) == UNLOCKED:
-                state = self._status_of(record, now=now)  # its holder went away just now
+            described = self._describe(record, now=now)
+            if described["status"] == RUNNING and track and self._locks.track(record["session_id"] + LOCK_SUFFIX) == UNLOCKED:
+                described = self._describe(record, now=now)  # its holder went away just now
+            state = described["status"]
             if (state == COMPLETED and not want_completed) or (status is not None and state != status):
                 continue
             listing = dict(record)
-            listing["status"] = state
+            listing.update(described)
             listing["path"] = os.path.join(self._dir, name)
             sessions.append(listing)
         sessions.sort(key=lambda r: (-r["snapshot_timestamp_ms"], r["session_id"]))

@@ -1,5 +1,5 @@
-"""Cleanup by age: old snapshots (never a running one), stale temporary
-files and orphan lock files."""
+"""Cleanup by age: old snapshots to the trash (never a running one), stale
+temporary files, orphan lock files, and the purge of old trash entries."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from . import codec, liveness
+from . import codec, liveness, trash
 from .cache import read_snapshot_file, stat_key
 from .durable import fsync_dir
 from .errors import InvalidSnapshot, StorageError
 from .index import INDEX_NAME
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX, session_id_from_name
 from .records import INTERRUPTED, now_ms
-from .validation import check_u64
+from .validation import check_session_id, check_u64
 
 from ._log import logger
 
@@ -33,6 +33,7 @@ class CleanupResult:
     dry_run: bool = False
     temp_files_removed: int = 0
     lock_files_removed: int = 0
+    purged_count: int = 0
 
 
 def cleanup(
@@ -43,10 +44,11 @@ def cleanup(
     include_incomplete: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> CleanupResult:
-    """Remove snapshots older than ``max_age_ms`` (never a running one),
-    stale temporary files (> 1 h) and unlocked orphan lock files."""
+    """Move snapshots older than ``max_age_ms`` to the trash (never a
+    running one), remove stale temporary files (> 1 h) and unlocked orphan
+    lock files, purge trash entries older than ``store.trash_retention_ms``."""
     check_u64(max_age_ms, "maxAgeMs")
-    directory = os.fspath(store.directory)
+    directory = store._dir
     now = now_ms()
     cutoff = max(0, now - max_age_ms)
     try:
@@ -70,9 +72,8 @@ def cleanup(
                 removed.append(sid)
         elif name.endswith(LOCK_SUFFIX):
             base = name[: -len(LOCK_SUFFIX)]
-            if base + SNAPSHOT_SUFFIX not in present and liveness.probe(path) == liveness.UNLOCKED:
-                if dry_run or liveness.remove_if_unlocked(path):
-                    locks_removed += 1
+            if base + SNAPSHOT_SUFFIX not in present and _orphan_lock(store, base, path, dry_run):
+                locks_removed += 1
         elif is_temp(name) and _old_regular(path, TEMP_MAX_AGE_S):
             if dry_run:
                 temps += 1
@@ -85,16 +86,21 @@ def cleanup(
     if progress is not None:
         progress(total, total)
     if removed and not dry_run:
+        fsync_dir(trash.trash_dir(directory))  # the moves, made durable once
         fsync_dir(directory)
+    purged = trash.purge(directory, now - store.trash_retention_ms, dry_run=dry_run)
     removed.sort()
-    return CleanupResult(len(removed), removed, dry_run, temps, locks_removed)
+    return CleanupResult(len(removed), removed, dry_run, temps, locks_removed, purged)
 
 
 def is_temp(name: str) -> bool:
-    """Temporary names of :mod:`.durable` (snapshots, the index) and the seed's ``*.json.tmp``."""
+    """Temporary names of :mod:`.durable` (snapshots, lock files, the index) and the seed's ``*.json.tmp``."""
     if name.endswith(".json.tmp"):
         return True
-    return name.startswith(".") and name.endswith(".tmp") and (SNAPSHOT_SUFFIX in name or INDEX_NAME in name)
+    return (
+        name.startswith(".") and name.endswith(".tmp")
+        and (SNAPSHOT_SUFFIX in name or LOCK_SUFFIX in name or INDEX_NAME in name)
+    )
 
 
 def _old_regular(path: str, max_age_s: float) -> bool:
@@ -105,60 +111,80 @@ def _old_regular(path: str, max_age_s: float) -> bool:
     return stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime > max_age_s
 
 
-def _cleanup_snapshot(store, name, path, cutoff, now, dry_run, include_incomplete) -> str | None:
+def _valid_id(session_id: str | None) -> bool:
+    try:
+        check_session_id(session_id)
+        return True
+    except InvalidSnapshot:
+        return False
+
+
+def _orphan_lock(store, base: str, path: str, dry_run: bool) -> bool:
+    if not _valid_id(base) or liveness.probe(path) != liveness.UNLOCKED:
+        return False
+    if dry_run:
+        return True
+    with store._updates.hold(base):  # never while a claim or a save of it is under way
+        if os.path.lexists(os.path.join(store._dir, base + SNAPSHOT_SUFFIX)):
+            return False
+        return liveness.remove_if_unlocked(path)
+
+
+def _read(path: str):
     data, key, _why = read_snapshot_file(path)
     if data is None:
-        return None  # unreadable or hostile: reported by list, never removed
+        return None, None  # unreadable or hostile: reported by list, never removed here
     try:
-        record = codec.decode(data)
+        return codec.decode(data), key
     except InvalidSnapshot:
+        return None, None
+
+
+def _cleanup_snapshot(store, name, path, cutoff, now, dry_run, include_incomplete) -> str | None:
+    sid = session_id_from_name(name)
+    if not _valid_id(sid):
         return None
+    record, key = _read(path)
+    if record is None or record["session_id"] != sid:
+        return None  # not a usable snapshot of this name: list reports it skipped
     if record["snapshot_timestamp_ms"] >= cutoff:
         return None
     if not record["completed"] and not include_incomplete:
         return None
-    sid = session_id_from_name(name) or record["session_id"]
-    lock_path = os.path.join(os.fspath(store.directory), sid + LOCK_SUFFIX)
-    if record["completed"]:
-        if not dry_run:
-            if not _unlink_if_same(path, key):
-                return None
-            liveness.remove_if_unlocked(lock_path)
-        return record["session_id"]
-    if store.status_of(record, now=now) != INTERRUPTED:
+    if not record["completed"] and store.status_of(record, now=now) != INTERRUPTED:
         return None  # never remove a running session
     if dry_run:
-        return record["session_id"]
-    if store.holds(sid):
-        return None
-    had_lock_file = os.path.lexists(lock_path)
-    try:  # hold the lock while removing, so nobody claims it half-way
-        lock = liveness.acquire(lock_path, attempts=1)
+        return sid
+    with store._updates.hold(sid):
+        if store.holds(sid) or not _same_file(path, key):
+            return None  # ours, or rewritten since we decided: leave it
+        lock_path = os.path.join(store._dir, sid + LOCK_SUFFIX)
+        had_lock_file = os.path.lexists(lock_path)
+        try:  # an instant's lock: nobody claims it half-way; its text stays
+            lock = liveness.acquire(lock_path, None, attempts=1)
+        except OSError:
+            return None
+        if lock is None:
+            return None  # claimed meanwhile: running again
+        moved = False
+        try:
+            if not had_lock_file and not record["completed"] and store.running_by_age(record):
+                return None
+            text = liveness.read_text(lock_path) if had_lock_file else None
+            trash.put(store._dir, name, lock_text=text, sync=False)
+            moved = True
+            return sid
+        finally:
+            if (moved or not had_lock_file) and lock.still_linked():
+                try:
+                    os.unlink(lock_path)  # its text is in the trash, or we created it just now
+                except OSError:
+                    pass
+            lock.release()
+
+
+def _same_file(path: str, key: tuple | None) -> bool:
+    try:
+        return stat_key(os.lstat(path)) == key
     except OSError:
-        return None
-    if lock is None:
-        return None  # claimed meanwhile: running again
-    removed = False
-    try:
-        removed = _unlink_if_same(path, key)
-        return record["session_id"] if removed else None
-    finally:
-        if removed or not had_lock_file:
-            try:
-                os.unlink(lock_path)
-            except OSError:
-                pass
-        lock.release()
-
-
-def _unlink_if_same(path: str, key: tuple | None) -> bool:
-    try:
-        st = os.lstat(path)
-        if stat_key(st) != key:
-            return False  # rewritten since we decided: leave it
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
         return False
-    except OSError as exc:
-        raise StorageError("cannot remove snapshot", path, exc) from exc

@@ -10,6 +10,7 @@ returns the new one survives a power cut.
 from __future__ import annotations
 
 import os
+import stat
 
 from .errors import StorageError
 
@@ -74,3 +75,33 @@ def fsync_dir(directory: str) -> None:
         raise StorageError("cannot fsync directory", directory, exc) from exc
     finally:
         os.close(dfd)
+
+
+def ensure_dir(directory: str) -> None:
+    """Create ``directory`` (and missing parents) with mode 0700."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageError("cannot access snapshot directory", directory, exc) from exc
+    else:
+        if not stat.S_ISDIR(st.st_mode):
+            raise StorageError("snapshot directory is not a directory:", directory)
+        return
+    missing = []
+    path = os.path.abspath(directory)
+    while not os.path.exists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    for item in reversed(missing):
+        try:
+            os.mkdir(item, 0o700)
+            os.chmod(item, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StorageError("cannot create snapshot directory", item, exc) from exc

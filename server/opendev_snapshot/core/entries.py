@@ -76,11 +76,13 @@ def printable(name: str) -> str:
     return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
-def open_regular(path: str, flags: int = os.O_RDONLY) -> tuple:
+def open_regular(path: str, flags: int = os.O_RDONLY, *, opener=os.open) -> tuple:
     """Open ``path`` only if it is a regular file: ``(fd, None)``.
 
     ``(None, None)`` when nothing is there; ``(None, reason)`` when it is
-    not a regular file (never opened) or cannot be opened.
+    not a regular file (never opened) or cannot be opened. ``opener(path,
+    flags)`` makes the final open (e.g. one that registers lock fds to be
+    closed in forked children).
     """
     flags |= _O_CLOEXEC | _O_NONBLOCK
     if _PROC_FD:
@@ -95,7 +97,7 @@ def open_regular(path: str, flags: int = os.O_RDONLY) -> tuple:
             if reason is not None:
                 return None, reason
             try:
-                return os.open(f"/proc/self/fd/{handle}", flags), None
+                return opener(f"/proc/self/fd/{handle}", flags), None
             except FileNotFoundError:
                 pass  # /proc went away: the fallback below
             except OSError as exc:
@@ -112,7 +114,7 @@ def open_regular(path: str, flags: int = os.O_RDONLY) -> tuple:
     if reason is not None:
         return None, reason
     try:
-        fd = os.open(path, flags | _O_NOFOLLOW)
+        fd = opener(path, flags | _O_NOFOLLOW)
     except FileNotFoundError:
         return None, None
     except OSError as exc:

@@ -7,6 +7,11 @@ dies, which is what turns a session from ``running`` into ``interrupted``.
 
 Holders open the file read-write and probes read-only, so a watcher using
 inotify's ``IN_CLOSE_WRITE`` sees a holder go away and never its own probes.
+
+The lock file's text (:mod:`.holder`) is rewritten only by a claim: a
+removal or cleanup that takes the lock for an instant (``acquire(path,
+None)``) leaves it as it is. Lock fds are closed in forked children
+(:mod:`.forksafe`).
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ import errno
 import os
 import time
 
-from .entries import KIND_REASONS, open_regular
+from . import entries
 
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
     import msvcrt  # type: ignore[import-not-found]
+
+from .forksafe import close_tracked, open_tracked, set_owner
+from .holder import MAX_HOLDER_BYTES, parse_holder
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -38,7 +46,7 @@ FOREIGN = "foreign"
 class HeldLock:
     """An exclusive lock this process holds on one lock file."""
 
-    __slots__ = ("fd", "path", "ino")
+    __slots__ = ("fd", "path", "ino", "__weakref__")
 
     def __init__(self, fd: int, path: str, ino: int) -> None:
         self.fd = fd
@@ -46,6 +54,9 @@ class HeldLock:
         self.ino = ino
 
     def still_linked(self) -> bool:
+        """Held (not lost to a fork) and still the file at ``path``."""
+        if self.fd < 0:
+            return False
         try:
             return os.stat(self.path, follow_symlinks=False).st_ino == self.ino
         except OSError:
@@ -53,24 +64,11 @@ class HeldLock:
 
     def release(self) -> None:
         if self.fd >= 0:
-            try:
-                os.close(self.fd)  # closing drops flock and msvcrt locks alike
-            finally:
-                self.fd = -1
+            fd, self.fd = self.fd, -1
+            close_tracked(fd)  # closing drops flock and msvcrt locks alike
 
 
-def _hostname() -> str:
-    try:
-        return os.uname().nodename
-    except AttributeError:  # pragma: no cover - Windows
-        return os.environ.get("COMPUTERNAME", "unknown")
-
-
-def holder_line() -> str:
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime())
-    return f"pid={os.getpid()} host={_hostname()} started={started}\n"
-
-
+# -------------------------------------------------------------- locking
 def _try_lock(fd: int, shared: bool) -> bool:
     if fcntl is not None:
         try:
@@ -88,18 +86,20 @@ def _try_lock(fd: int, shared: bool) -> bool:
         return False
 
 
-def acquire(path: str, *, attempts: int = 50) -> HeldLock | None:
+def acquire(path: str, text: bytes | None, *, attempts: int = 50) -> HeldLock | None:
     """Take the exclusive lock, creating the file (0600) if needed.
 
-    Returns None when another live process holds it. Retries briefly
-    because a probe may hold a shared lock for a few microseconds, and
-    re-opens when the file was unlinked between open and lock.
+    ``text`` (see :func:`holder_text`) replaces the file's content once the
+    lock is ours; ``None`` leaves it alone (a transient lock taken by a
+    removal). Returns None when another live process holds it. Retries
+    briefly because a probe may hold a shared lock for a few microseconds,
+    and re-opens when the file was unlinked between open and lock.
     """
     for attempt in range(attempts):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+        fd = open_tracked(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o600)
         try:
             if not _try_lock(fd, shared=False):
-                os.close(fd)
+                close_tracked(fd)
                 if attempt < 3:
                     time.sleep(0.001 * (attempt + 1))
                     continue
@@ -110,21 +110,34 @@ def acquire(path: str, *, attempts: int = 50) -> HeldLock | None:
             except FileNotFoundError:
                 linked = False
             if not linked:  # unlinked by a completer between our open and lock
-                os.close(fd)
+                close_tracked(fd)
                 continue
             if st.st_mode & 0o777 != 0o600 and hasattr(os, "fchmod"):
                 os.fchmod(fd, 0o600)
-            line = holder_line().encode("utf-8", "replace")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, line, 0) if hasattr(os, "pwrite") else os.write(fd, line)
-            return HeldLock(fd, path, st.st_ino)
+            if text is not None:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, text, 0) if hasattr(os, "pwrite") else os.write(fd, text)
+            held = HeldLock(fd, path, st.st_ino)
+            set_owner(fd, held)
+            return held
         except BaseException:
             try:
-                os.close(fd)
+                close_tracked(fd)
             except OSError:
                 pass
             raise
     return None
+
+
+def _open(path: str) -> tuple:
+    """``(fd, reason)`` of :func:`.entries.open_regular`, the fd fork-tracked."""
+    return entries.open_regular(path, opener=open_tracked)
+
+
+def _no_fd_state(reason: str | None) -> str:
+    if reason is None:
+        return ABSENT
+    return FOREIGN if reason in entries.KIND_REASONS else UNLOCKED  # unreadable: no live holder we can see
 
 
 def probe(path: str) -> str:
@@ -135,11 +148,9 @@ def probe(path: str) -> str:
     (:func:`.entries.open_regular`): opening a FIFO planted there would
     release a writer blocked on it. FOREIGN counts as no lock file.
     """
-    fd, reason = open_regular(path)
+    fd, reason = _open(path)
     if fd is None:
-        if reason is None:
-            return ABSENT
-        return FOREIGN if reason in KIND_REASONS else UNLOCKED  # unreadable: no live holder we can see
+        return _no_fd_state(reason)
     try:
         if fcntl is None:  # pragma: no cover - Windows
             if _try_lock(fd, shared=False):
@@ -148,29 +159,64 @@ def probe(path: str) -> str:
             return LOCKED
         return UNLOCKED if _try_lock(fd, shared=True) else LOCKED
     finally:
-        os.close(fd)
+        close_tracked(fd)
 
 
-def read_holder(path: str) -> str | None:
-    """The holder line written by the lock's owner, for display."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-    except OSError:
+def open_regular(path: str) -> int | None:
+    """A read-only fd on ``path`` when it is a regular file (never a link,
+    FIFO, socket or device: those are not even opened), fork-tracked."""
+    return _open(path)[0]
+
+
+def read_text(path: str) -> bytes | None:
+    """A lock file's text (regular files only), or None."""
+    fd = open_regular(path)
+    if fd is None:
         return None
     try:
-        data = os.read(fd, 512)
+        return os.read(fd, MAX_HOLDER_BYTES)
     except OSError:
         return None
     finally:
-        os.close(fd)
-    return data.decode("utf-8", "replace").strip() or None
+        close_tracked(fd)
+
+
+def read_info(path: str) -> dict | None:
+    """The holder object in a lock file (live or not), or None."""
+    text = read_text(path)
+    return parse_holder(text) if text else None
+
+
+def inspect(path: str) -> tuple[str, dict | None]:
+    """``(probe outcome, holder object)`` with one open of the lock file.
+
+    Anything at the lock path that is not a regular file is not opened
+    and counts as no lock file (``FOREIGN``, as :func:`probe` says).
+    """
+    fd, reason = _open(path)
+    if fd is None:
+        return _no_fd_state(reason), None
+    try:
+        if fcntl is None:  # pragma: no cover - Windows
+            state = LOCKED
+            if _try_lock(fd, shared=False):
+                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+                state = UNLOCKED
+        else:
+            state = UNLOCKED if _try_lock(fd, shared=True) else LOCKED
+        try:
+            info = parse_holder(os.pread(fd, MAX_HOLDER_BYTES, 0))
+        except OSError:
+            info = None
+        return state, info
+    finally:
+        close_tracked(fd)
 
 
 def remove_if_unlocked(path: str) -> bool:
     """Delete a lock file nobody holds (taking the lock while unlinking)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-    except OSError:
+    fd = open_regular(path)
+    if fd is None:
         return False
     try:
         if not _try_lock(fd, shared=False):
@@ -183,4 +229,4 @@ def remove_if_unlocked(path: str) -> bool:
         except FileNotFoundError:
             return False
     finally:
-        os.close(fd)
+        close_tracked(fd)

@@ -19,17 +19,18 @@ files and snapshot files are not watched for ``IN_CLOSE_NOWRITE`` at all
 longer the one the handle holds.
 
 Handles are opened with :func:`.entries.open_regular` (never a FIFO),
-close-on-exec, closed in a forked child, and capped at :data:`MAX_TRACKED`;
-a session beyond the cap is still seen by the safety check (10 s).
+close-on-exec, closed in a forked child (:mod:`.forksafe`), and capped at
+:data:`MAX_TRACKED`; a session beyond the cap is still seen by the safety
+check (10 s).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import weakref
 
 from .entries import open_regular
+from .forksafe import close_tracked, forget_in_child, open_tracked
 
 try:
     import fcntl
@@ -43,8 +44,6 @@ LOCKED = "locked"
 UNLOCKED = "unlocked"
 ABSENT = "absent"
 FULL = "full"  # not tracked: the cap is reached
-
-_trackers: "weakref.WeakSet[LockTracker]" = weakref.WeakSet()
 
 
 def _locked(fd: int) -> bool:
@@ -66,7 +65,7 @@ class LockTracker:
         self._dir = directory
         self._fds: dict = {}  # lock file name -> (fd, st_ino, watch descriptor)
         self.watcher = None  # the DirWatcher whose feed reports the tracked files' closes
-        _trackers.add(self)
+        forget_in_child(self)
 
     def __len__(self) -> int:
         return len(self._fds)
@@ -84,7 +83,7 @@ class LockTracker:
             return LOCKED
         if fcntl is None or self.watcher is None or len(self._fds) >= MAX_TRACKED:
             return FULL
-        fd, _reason = open_regular(os.path.join(self._dir, name))
+        fd, _reason = open_regular(os.path.join(self._dir, name), opener=open_tracked)
         if fd is None:
             return ABSENT
         try:
@@ -97,7 +96,7 @@ class LockTracker:
             fd = -1
         finally:
             if fd >= 0:
-                os.close(fd)
+                close_tracked(fd)
         return LOCKED if self.still_locked(name) else UNLOCKED
 
     def still_locked(self, name: str) -> bool | None:
@@ -130,7 +129,7 @@ class LockTracker:
             if self.watcher is not None:
                 self.watcher.unwatch_file(entry[2])
             try:
-                os.close(entry[0])
+                close_tracked(entry[0])
             except OSError:
                 pass
 
@@ -138,19 +137,6 @@ class LockTracker:
         for name in list(self._fds):
             self.forget(name)
 
-    def _drop_in_child(self) -> None:
-        fds, self._fds = self._fds, {}
-        for fd, _ino, _wd in fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-
-
-def _after_fork_in_child() -> None:
-    for tracker in list(_trackers):
-        tracker._drop_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    def forget_after_fork(self) -> None:
+        """In a forked child: :mod:`.forksafe` closed the handles already."""
+        self._fds = {}

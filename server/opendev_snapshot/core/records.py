@@ -7,6 +7,10 @@ of the Rust reference, plus the status names a listing reports.
 from __future__ import annotations
 
 import time
+from typing import Callable
+
+from .errors import InvalidSnapshot
+from .validation import check_tool_result, check_u64
 
 RUNNING = "running"
 INTERRUPTED = "interrupted"
@@ -43,3 +47,21 @@ def complete_record(record: dict) -> None:
     """The seed's ``mark_completed``: completed, re-stamped."""
     record["completed"] = True
     record["snapshot_timestamp_ms"] = now_ms()
+
+
+def tool_result_entry(entry: dict, max_entries: int, preview_chars: int, redact: Callable[[str], str] | None) -> dict:
+    """A validated tool result whose preview is redacted, then cut to ``preview_chars``.
+
+    Redacting before the cut keeps a token the cut would split whole, so it
+    is still recognised; a long output is redacted over a window a little
+    wider than the preview.
+    """
+    clean = check_tool_result(entry, "entry")
+    check_u64(max_entries, "max_entries")
+    if type(preview_chars) is not int or preview_chars < 0:
+        raise InvalidSnapshot("preview_chars", "must be a non-negative integer")
+    preview = clean["output_preview"]
+    if redact is not None:
+        preview = redact(preview[: preview_chars + 1024] if len(preview) > 4096 else preview)
+    clean["output_preview"] = preview[:preview_chars]
+    return clean

@@ -1,71 +1,72 @@
 """``SnapshotStore``: one snapshot directory, the facade the front doors use.
 
-It composes the pieces, each in its own module: the codec and validation
-(what a snapshot is), :mod:`.durable` (the one atomic, fsynced write),
-:mod:`.liveness` (who holds a session), :mod:`.catalog` (the listing
-view) and :mod:`.cleanup`. Records are plain snake_case dicts (the seed's
-``AppStateSnapshot`` fields) so the listing path never imports pydantic.
+It composes the pieces, each in its own module: validation and the codec
+(what a snapshot is), :mod:`.redact`, :mod:`.durable` (the one atomic,
+fsynced write), :mod:`.serial` (the per-session update lock every write
+runs under), :mod:`.claims` and :mod:`.liveness` (who holds a session),
+:mod:`.status`, :mod:`.removal` and :mod:`.trash`, :mod:`.catalog` (the
+listing view) and :mod:`.cleanup`. Records are plain snake_case dicts (the
+seed's ``AppStateSnapshot`` fields) so the listing path never imports
+pydantic. ``docs/CORE_API.md`` is the reference.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from pathlib import Path
 from typing import Callable
 
-from . import codec, liveness
-from .cache import read_snapshot_file
+from . import codec, liveness, removal, status
 from .catalog import Catalog, ListResult, Skipped
 from .cleanup import CleanupResult, cleanup
-from .durable import fsync_dir, write_atomic
-from .errors import InvalidSnapshot, SessionNotFound, StorageError
+from .durable import ensure_dir, write_atomic
+from .errors import InvalidSnapshot, SessionNotFound, SessionRunning, StorageError
+from .forksafe import forget_in_child
+from .claims import Claims
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
 from .records import (
-    COMPLETED,
-    DEFAULT_STALE_AFTER_MS,
-    INTERRUPTED,
-    RUNNING,
-    append_tool_result,
-    complete_record,
-    new_record,
-    now_ms,
+    COMPLETED, DEFAULT_STALE_AFTER_MS, INTERRUPTED, RUNNING, append_tool_result, complete_record, new_record, now_ms,
+    tool_result_entry,
 )
-from .validation import check_session_id, check_tool_result, check_u64
+from .redact import redact
+from .serial import UpdateLocks
+from .validation import MAX_ENCODED_BYTES, check_record, check_session_id, check_u64
 
 from ._log import logger
 
 __all__ = [
-    "COMPLETED",
-    "INTERRUPTED",
-    "RUNNING",
-    "CleanupResult",
-    "ListResult",
-    "Skipped",
-    "SnapshotStore",
-    "new_record",
-    "now_ms",
+    "COMPLETED", "INTERRUPTED", "RUNNING", "CleanupResult", "ListResult", "Skipped", "SnapshotStore", "new_record", "now_ms",
 ]
+
+DEFAULT_TRASH_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 
 class SnapshotStore:
-    """One snapshot directory: save, load, list, remove, clean up, claim."""
+    """One snapshot directory (see ``docs/CORE_API.md``)."""
 
     def __init__(
-        self,
-        directory: str | os.PathLike,
-        *,
-        stale_after_ms: int = DEFAULT_STALE_AFTER_MS,
-        watch: bool = False,
-        use_index: bool = True,
+        self, directory: str | os.PathLike, *, stale_after_ms: int = DEFAULT_STALE_AFTER_MS, watch: bool = False,
+        use_index: bool = True, redact_secrets: bool = True, trash_retention_ms: int = DEFAULT_TRASH_RETENTION_MS,
+        holder_info: dict | None = None,
     ) -> None:
         self.directory = Path(directory)
         self._dir = os.fspath(self.directory)
         self.stale_after_ms = stale_after_ms
-        self._held: dict[str, liveness.HeldLock] = {}
+        self.redact_secrets = redact_secrets
+        self.trash_retention_ms = check_u64(trash_retention_ms, "trash_retention_ms")
+        self._claims = Claims(self._dir, dict(holder_info) if holder_info else {"kind": "opendev"})
         self._mutex = threading.RLock()
-        self._catalog = Catalog(self._dir, self.status_of, watch=watch, use_index=use_index)
+        self._updates = UpdateLocks(self._dir)
+        self._catalog = Catalog(self._dir, self.describe, watch=watch, use_index=use_index)
+        forget_in_child(self)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child (:mod:`.forksafe`): the lock fds are closed, so
+        nothing is held; a mutex another thread held at the fork is replaced."""
+        self._mutex = threading.RLock()
+        self._claims.forget_after_fork()
+        self._updates.forget_after_fork()
 
     # ------------------------------------------------------------------ paths
     def snapshot_path(self, session_id: str) -> Path:
@@ -76,71 +77,97 @@ class SnapshotStore:
         check_session_id(session_id)
         return self.directory / f"{session_id}{LOCK_SUFFIX}"
 
+    def _lock(self, session_id: str) -> str:
+        return os.path.join(self._dir, session_id + LOCK_SUFFIX)
+
     def ensure_dir(self) -> None:
         """Create the directory (and missing parents) with mode 0700."""
-        try:
-            st = os.stat(self._dir)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise StorageError("cannot access snapshot directory", self._dir, exc) from exc
-        else:
-            if not stat.S_ISDIR(st.st_mode):
-                raise StorageError("snapshot directory is not a directory:", self._dir)
-            return
-        missing = []
-        path = self.directory
-        while not path.exists():
-            missing.append(path)
-            if path.parent == path:
-                break
-            path = path.parent
-        for item in reversed(missing):
-            try:
-                os.mkdir(item, 0o700)
-                os.chmod(item, 0o700)
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise StorageError("cannot create snapshot directory", item, exc) from exc
+        ensure_dir(self._dir)
 
     # ------------------------------------------------------------------ write
-    def save(self, record: dict, *, claim: bool = False) -> dict:
-        """Validate, then write durably; returns sessionId/path/timestamp.
+    def save(self, record: dict, *, claim: bool = False, force: bool = False) -> dict:
+        """Validate, redact previews, write durably (fsync file and directory).
 
-        With ``claim`` the session's lock is taken *before* the write, so a
-        resumed session never flickers to ``interrupted``.
+        ``claim`` takes the session's lock *before* writing; when another
+        live process holds it: :class:`SessionRunning` and nothing written,
+        unless ``force`` (written, ``claimed`` False). ``claimed`` is always
+        whether this store holds the lock after the call.
         """
-        data = codec.encode(record)  # validates strictly; refuses > 1 MiB
-        session_id = record["session_id"]
+        clean = self._prepare(record)
+        session_id = clean["session_id"]
         self.ensure_dir()
-        if claim:
-            self.claim(session_id)
-        path = write_atomic(self._dir, session_id + SNAPSHOT_SUFFIX, data, what="snapshot")
-        return {
-            "session_id": session_id,
-            "path": path,
-            "snapshot_timestamp_ms": record["snapshot_timestamp_ms"],
-        }
+        with self._mutex, self._updates.hold(session_id):
+            if claim:
+                claimed = self._claims.claim(session_id)
+                if not claimed and not force:
+                    raise SessionRunning(session_id, liveness.read_info(self._lock(session_id)))
+            else:
+                claimed = self.holds(session_id)
+            path = self._write(clean)
+        return {"session_id": session_id, "path": path, "snapshot_timestamp_ms": clean["snapshot_timestamp_ms"], "claimed": claimed}
+
+    def _prepare(self, record: dict) -> dict:
+        clean = check_record(record)  # a fresh dict: the caller's record is left alone
+        if self.redact_secrets:
+            for item in clean["last_tool_results"]:
+                item["output_preview"] = redact(item["output_preview"])
+        return clean
+
+    def _write(self, clean: dict) -> str:
+        """Encode a record ``_prepare`` validated (once: not again) and write it durably."""
+        data = codec.encode_record(clean)
+        if len(data) > MAX_ENCODED_BYTES:
+            raise InvalidSnapshot(
+                "last_tool_results" if clean["last_tool_results"] else "project_dir",
+                f"snapshot encodes to {len(data)} bytes, over the 1 MiB limit",
+            )
+        return write_atomic(self._dir, clean["session_id"] + SNAPSHOT_SUFFIX, data, what="snapshot")
+
+    def update(self, session_id: str, fn: Callable[[dict], object]) -> dict:
+        """Load, ``fn(record)`` (mutates it), save: serialised across processes."""
+        check_session_id(session_id)
+        if not os.path.isdir(self._dir):
+            raise SessionNotFound(session_id)
+        with self._mutex, self._updates.hold(session_id):
+            record = self._require(session_id)
+            fn(record)
+            if record.get("session_id") != session_id:
+                raise InvalidSnapshot("session_id", "an update cannot change the session id")
+            clean = self._prepare(record)
+            self._write(clean)
+            return clean
+
+    def record_tool_result(self, session_id: str, entry: dict, *, max_entries: int = 10, preview_chars: int = 500) -> int:
+        """Append a tool result (preview redacted, then cut), re-stamp, save; returns count."""
+        clean = tool_result_entry(entry, max_entries, preview_chars, redact if self.redact_secrets else None)
+
+        def append(record: dict) -> None:
+            append_tool_result(record, clean, max_entries)
+            record["snapshot_timestamp_ms"] = now_ms()
+
+        return len(self.update(session_id, append)["last_tool_results"])
+
+    def mark_completed(self, session_id: str) -> dict:
+        """Complete a session: re-stamp, save durably, delete its lock file."""
+        check_session_id(session_id)
+        if not os.path.isdir(self._dir):
+            raise SessionNotFound(session_id)
+        with self._mutex, self._updates.hold(session_id):
+            record = self.update(session_id, complete_record)
+            self._drop_lock(session_id)
+        path = os.path.join(self._dir, session_id + SNAPSHOT_SUFFIX)
+        return {"session_id": session_id, "path": path, "snapshot_timestamp_ms": record["snapshot_timestamp_ms"]}
 
     # ------------------------------------------------------------------- read
     def load(self, session_id: str) -> dict | None:
         """The session's snapshot, or None when there is no file.
 
-        A file that exists but cannot be read as a snapshot raises
+        A file that exists but is not a usable snapshot of this id (corrupt,
+        not a regular file, its content another session) raises
         :class:`StorageError` naming the reason.
         """
         check_session_id(session_id)
-        path = os.path.join(self._dir, session_id + SNAPSHOT_SUFFIX)
-        data, _key_, reason = read_snapshot_file(path)
-        if reason:
-            raise StorageError(f"snapshot file is not usable ({reason}):", path)
-        if data is None:
-            return None
-        try:
-            return codec.decode(data)
-        except InvalidSnapshot as exc:
-            raise StorageError(f"snapshot file is corrupt ({exc}):", path) from None
+        return removal.read_usable(os.path.join(self._dir, session_id + SNAPSHOT_SUFFIX), session_id)
 
     def _require(self, session_id: str) -> dict:
         record = self.load(session_id)
@@ -148,133 +175,89 @@ class SnapshotStore:
             raise SessionNotFound(session_id)
         return record
 
-    # ------------------------------------------------------------ operations
-    def mark_completed(self, session_id: str) -> dict:
-        """Complete a session: re-stamp, save durably, delete its lock file."""
-        with self._mutex:
-            record = self._require(session_id)
-            complete_record(record)
-            result = self.save(record)
-            self._drop_lock(session_id)
-            return result
+    def resolve_id(self, text: str, *, in_trash: bool = False) -> str:
+        """An exact id, else the one id ``text`` is a prefix of (``AmbiguousId``, ``SessionNotFound``)."""
+        return removal.resolve_id(self, text, in_trash)
 
-    def record_tool_result(
-        self,
-        session_id: str,
-        entry: dict,
-        *,
-        max_entries: int = 10,
-        preview_chars: int = 500,
-    ) -> int:
-        """Append a tool result (preview cut), re-stamp, save; returns count."""
-        clean = check_tool_result(entry, "entry")
-        check_u64(max_entries, "max_entries")
-        if type(preview_chars) is not int or preview_chars < 0:
-            raise InvalidSnapshot("preview_chars", "must be a non-negative integer")
-        clean["output_preview"] = clean["output_preview"][:preview_chars]
-        with self._mutex:
-            record = self._require(session_id)
-            append_tool_result(record, clean, max_entries)
-            record["snapshot_timestamp_ms"] = now_ms()
-            self.save(record)
-            return len(record["last_tool_results"])
+    # ------------------------------------------------------- removal & trash
+    def remove(self, session_id: str, *, force: bool = False) -> bool:
+        """Move the snapshot and its lock text to the trash; False if absent.
 
-    def remove(self, session_id: str) -> bool:
-        """Delete the session's snapshot and lock file; True if it existed."""
-        check_session_id(session_id)
-        path = os.path.join(self._dir, session_id + SNAPSHOT_SUFFIX)
-        with self._mutex:
-            try:
-                os.unlink(path)
-                removed = True
-            except FileNotFoundError:
-                removed = False
-            except OSError as exc:
-                raise StorageError("cannot remove snapshot", path, exc) from exc
-            self._drop_lock(session_id)
-            if removed:
-                fsync_dir(self._dir)
-            return removed
+        :class:`SessionRunning` when another live process holds it (or it is
+        lock-less and young), unless ``force``.
+        """
+        return removal.remove(self, session_id, force)
 
-    def _drop_lock(self, session_id: str) -> None:
-        lock = os.path.join(self._dir, session_id + LOCK_SUFFIX)
-        held = self._held.pop(session_id, None)
-        try:
-            if held is None or held.still_linked():
-                os.unlink(lock)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            logger(__name__).warning("cannot remove lock file %s: %s", lock, exc)
-        finally:
-            if held is not None:
-                held.release()
+    def restore(self, session_id: str) -> dict:
+        """The newest trash entry of ``session_id`` back in place; its listing."""
+        return removal.restore(self, session_id)
+
+    def list_trash(self) -> list:
+        """Trash entries, newest first (see ``docs/CORE_API.md``)."""
+        return removal.list_trash(self)
+
+    def trash_files(self, names) -> tuple:
+        """Move skipped (unusable) entries to the trash: ``(moved, refused)``."""
+        with self._mutex:
+            return removal.trash_files(self, names)
 
     # ---------------------------------------------------------------- claims
     def claim(self, session_id: str) -> bool:
-        """Hold the session's liveness lock; False if another process does."""
+        """Hold the session's liveness lock; False if another live process does."""
         check_session_id(session_id)
-        with self._mutex:
-            held = self._held.get(session_id)
-            if held is not None and held.still_linked():
-                return True
-            if held is not None:
-                held.release()
-                del self._held[session_id]
-            self.ensure_dir()
-            path = os.path.join(self._dir, session_id + LOCK_SUFFIX)
-            try:
-                lock = liveness.acquire(path)
-            except OSError as exc:
-                raise StorageError("cannot lock session", path, exc) from exc
-            if lock is None:
-                return False
-            self._held[session_id] = lock
-            return True
+        self.ensure_dir()
+        with self._mutex, self._updates.hold(session_id):
+            return self._claims.claim(session_id)
 
     def release(self, session_id: str) -> bool:
         """Stop holding the lock but keep the lock file: reads ``interrupted``."""
         with self._mutex:
-            held = self._held.pop(session_id, None)
-            if held is None:
-                return False
-            held.release()
-            return True
+            return self._claims.release(session_id)
 
     def release_all(self) -> None:
         with self._mutex:
-            for session_id in list(self._held):
-                self.release(session_id)
+            self._claims.release_all()
 
     def held_sessions(self) -> list:
-        return sorted(self._held)
+        return self._claims.held()
 
     def holds(self, session_id: str) -> bool:
         """True while this store holds the session's lock."""
-        return session_id in self._held
+        return self._claims.holds(session_id)
 
-    def lock_holder(self, session_id: str) -> str | None:
-        """The holder line of a live lock, or None when nobody holds it."""
-        path = os.path.join(self._dir, check_session_id(session_id) + LOCK_SUFFIX)
-        if liveness.probe(path) != liveness.LOCKED:
+    def _drop_lock(self, session_id: str, *, only_if_unlocked: bool = False) -> None:
+        self._claims.drop(session_id, only_if_unlocked=only_if_unlocked)
+
+    def lock_info(self, session_id: str) -> dict | None:
+        """The lock file's holder object (live or not), or None."""
+        return liveness.read_info(self._lock(check_session_id(session_id)))
+
+    def lock_holder(self, session_id: str) -> dict | None:
+        """The holder object while a live process holds the lock, else None."""
+        state, info = liveness.inspect(self._lock(check_session_id(session_id)))
+        if state != liveness.LOCKED:
             return None
-        return liveness.read_holder(path) or "unknown holder"
+        return info if info is not None else {}
+
+    # ---------------------------------------------------------------- status
+    def running_by_age(self, record: dict, now: int | None = None) -> bool:
+        """The contract's rule for a snapshot without a lock file."""
+        return status.running_by_age(record, self.stale_after_ms, now)
 
     def status_of(self, record: dict, *, now: int | None = None) -> str:
         """``completed``, ``running`` or ``interrupted`` per the contract."""
-        if record["completed"]:
-            return COMPLETED
-        session_id = record["session_id"]
-        if isinstance(session_id, str) and session_id and "/" not in session_id and "\0" not in session_id:
-            state = liveness.probe(os.path.join(self._dir, session_id + LOCK_SUFFIX))
-            if state == liveness.LOCKED:
-                return RUNNING
-            if state == liveness.UNLOCKED:
-                return INTERRUPTED
-        now = now_ms() if now is None else now
-        ts = record["snapshot_timestamp_ms"]
-        age = max(0, now - ts)
-        return RUNNING if age < self.stale_after_ms else INTERRUPTED
+        return status.status_of(self._dir, record, self.stale_after_ms, now)
+
+    def describe(self, record: dict, *, now: int | None = None) -> dict:
+        """``{status, kind, notebook}``: what a listing adds to a record."""
+        return status.describe(self._dir, record, self.stale_after_ms, now)
+
+    def listing(self, record: dict) -> dict:
+        """A listing dict: the record plus ``status``, ``kind``, ``notebook``, ``path``."""
+        listing = dict(record)
+        listing.update(self.describe(record))
+        listing["path"] = os.path.join(self._dir, record["session_id"] + SNAPSHOT_SUFFIX)
+        return listing
 
     # --------------------------------------------------------------- listing
     def refresh(self, progress: Callable[[int, int], None] | None = None) -> set:
@@ -282,23 +265,11 @@ class SnapshotStore:
         with self._mutex:
             return self._catalog.refresh(progress)
 
-    def list(
-        self,
-        *,
-        project_dir: str | None = None,
-        status: str | None = None,
-        include_completed: bool = False,
-        limit: int | None = None,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> ListResult:
+    def list(self, *, project_dir=None, status=None, include_completed=False, limit=None, progress=None) -> ListResult:
         """Sessions newest first (incomplete only unless asked), plus skipped files."""
         with self._mutex:
             return self._catalog.list(
-                project_dir=project_dir,
-                status=status,
-                include_completed=include_completed,
-                limit=limit,
-                progress=progress,
+                project_dir=project_dir, status=status, include_completed=include_completed, limit=limit, progress=progress
             )
 
     def safety_check(self, progress: Callable[[int, int], None] | None = None) -> set:
@@ -325,15 +296,11 @@ class SnapshotStore:
 
     # --------------------------------------------------------------- cleanup
     def cleanup(
-        self,
-        max_age_ms: int,
-        *,
-        dry_run: bool = False,
-        include_incomplete: bool = True,
+        self, max_age_ms: int, *, dry_run: bool = False, include_incomplete: bool = True,
         progress: Callable[[int, int], None] | None = None,
     ) -> CleanupResult:
-        """Remove snapshots older than ``max_age_ms`` (never a running one),
-        stale temporary files (> 1 h) and unlocked orphan lock files."""
+        """Snapshots older than ``max_age_ms`` to the trash (never a running one), stale
+        temporary files (> 1 h) and orphan lock files removed, old trash entries purged."""
         with self._mutex:
             return cleanup(self, max_age_ms, dry_run=dry_run, include_incomplete=include_incomplete, progress=progress)
 

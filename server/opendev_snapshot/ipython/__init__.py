@@ -1,7 +1,8 @@
 """The IPython / Jupyter front door: ``%load_ext opendev_snapshot`` and ``%opendev``.
 
 IPython is imported only when the extension is loaded, so the server and
-the command line never pay for it.
+the command line never pay for it. The kernel's session (its store, lock
+and autosave) lives in :mod:`.kernel`, so ``%reload_ext`` keeps it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def load_ipython_extension(ipython) -> None:
 
 
 def unload_ipython_extension(ipython) -> None:
-    """Unhook autosave, release (not complete) this kernel's session, drop ``%opendev``."""
+    """Unhook autosave and drop ``%opendev``; the kernel keeps its session and lock."""
     manager = ipython.magics_manager
     magics = manager.registry.pop(_REGISTRY_NAME, None)
     if magics is None:

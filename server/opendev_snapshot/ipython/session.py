@@ -12,7 +12,7 @@ import re
 import secrets
 import time
 
-from ..core.errors import SessionNotFound
+from ..core.errors import SessionNotFound, SessionRunning, SnapshotError
 from ..core.records import append_tool_result, new_record, now_ms
 from ..core.store import SnapshotStore
 from ..core.validation import SESSION_ID_MAX
@@ -96,41 +96,75 @@ def cell_entry(execution_count: int, source: str, outcome: str, success: bool, p
     }
 
 
+class SessionRemoved(SnapshotError):
+    """This kernel's snapshot was removed by another process (to the trash): not written again."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id} was moved to the trash by another process; "
+            f"%opendev restore {session_id} brings it back"
+        )
+
+
 class KernelSession:
     """The snapshot of one kernel's session in one store.
 
-    Every write is durable and claims the session's liveness lock, so the
-    session reads ``running`` while this process lives and ``interrupted``
-    once it dies without :meth:`complete`.
+    From its first save the session's liveness lock is held for as long as
+    the store is open (the kernel's life), so the session reads
+    ``running`` while the kernel lives and ``interrupted`` once it dies
+    without :meth:`complete`. Every write is a serialised read-modify-write
+    of what is on disk (``store.update``): a cell's result is appended to
+    the snapshot as it is there, so another writer's update is never lost.
     """
 
     def __init__(self, store: SnapshotStore, session_id: str, project_dir: str) -> None:
         self.store = store
         self.session_id = session_id
         self.project_dir = project_dir
-        self.record: dict | None = None
-
-    @property
-    def saved(self) -> bool:
-        return self.record is not None
+        self.saved = False  # written at least once by this kernel
 
     @property
     def held(self) -> bool:
-        return self.session_id in self.store.held_sessions()
+        return self.store.holds(self.session_id)
 
-    def _fresh(self) -> dict:
-        if self.record is None:
-            self.record = new_record(self.session_id, self.project_dir)
-        return self.record
+    @property
+    def path(self) -> str:
+        return str(self.store.snapshot_path(self.session_id))
+
+    def _claim(self) -> None:
+        if not self.store.holds(self.session_id) and not self.store.claim(self.session_id):
+            raise SessionRunning(self.session_id, self.store.lock_info(self.session_id))
+
+    def _write(self, change) -> dict:
+        """Apply ``change(record)`` to the snapshot on disk (or to a new one), holding the lock."""
+        self._claim()
+
+        def apply(record: dict) -> None:
+            change(record)
+            record["completed"] = False
+            record["snapshot_timestamp_ms"] = now_ms()
+
+        try:
+            record = self.store.update(self.session_id, apply)
+        except SessionNotFound:
+            if self.saved:  # someone removed it (to the trash) meanwhile: respect that
+                self.saved = False
+                raise SessionRemoved(self.session_id) from None
+            record = new_record(self.session_id, self.project_dir)
+            apply(record)
+            self.store.save(record, claim=True)
+        self.saved = True
+        return record
 
     def save(self, message_count: int | None = None) -> dict:
-        """Write the session now (durably, holding its lock); returns the store's result."""
-        record = self._fresh()
-        if message_count is not None:
-            record["message_count"] = max(int(message_count), 0)
-        record["completed"] = False
-        record["snapshot_timestamp_ms"] = now_ms()
-        return self.store.save(record, claim=True)
+        """Write the session now (durably, holding its lock); returns the record as saved."""
+
+        def change(record: dict) -> None:
+            if message_count is not None:
+                record["message_count"] = max(int(message_count), 0)
+
+        return self._write(change)
 
     def record_cell(
         self,
@@ -142,25 +176,19 @@ class KernelSession:
         max_entries: int = DEFAULT_MAX_TOOL_RESULTS,
         preview_chars: int = DEFAULT_PREVIEW_CHARS,
     ) -> dict:
-        """Append the cell's tool result (oldest dropped past ``max_entries``) and save."""
-        record = self._fresh()
+        """Append the cell's tool result (oldest dropped past ``max_entries``) to what is on disk."""
         entry = cell_entry(execution_count, source, outcome, success, preview_chars)
-        append_tool_result(record, entry, max(int(max_entries), 0))
-        return self.save(execution_count)
+
+        def change(record: dict) -> None:
+            append_tool_result(record, entry, max(int(max_entries), 0))
+            record["message_count"] = max(int(execution_count), 0)
+
+        return self._write(change)
 
     def complete(self) -> dict:
         """Mark the session completed (deletes its lock file, releasing the lock)."""
-        if self.record is None:
-            raise SessionNotFound(self.session_id)
-        result = self.store.mark_completed(self.session_id)
-        self.record["completed"] = True
-        self.record["snapshot_timestamp_ms"] = result["snapshot_timestamp_ms"]
-        return result
-
-    def release(self) -> bool:
-        """Stop holding the lock, keep the lock file: the session reads ``interrupted``."""
-        return self.store.release(self.session_id)
+        return self.store.mark_completed(self.session_id)
 
     def forget(self) -> None:
-        """After a discard: the next save starts a fresh record."""
-        self.record = None
+        """After a discard: nothing of this session is held or on disk any more."""
+        self.saved = False

@@ -4,6 +4,8 @@
   (also in ``error.data.field``);
 - ``-32001`` no snapshot for that ``sessionId`` (``error.data.sessionId``);
 - ``-32002`` storage failure, the message says what failed;
+- ``-32003`` the session is running in another live process
+  (``error.data.holder``), or a restore meets a session that exists again;
 - anything else: ``-32603``, logged with its traceback; the server carries on.
 """
 
@@ -15,13 +17,14 @@ import logging
 
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 
-from ..core.errors import ConfigError, InvalidSnapshot, SessionNotFound, StorageError
+from ..core.errors import ConfigError, InvalidSnapshot, SessionExists, SessionNotFound, SessionRunning, StorageError
 
 log = logging.getLogger(__name__)
 
 INVALID_PARAMS = -32602
 SESSION_NOT_FOUND = -32001
 STORAGE_FAILURE = -32002
+SESSION_RUNNING = -32003
 
 SESSION_ID_RULE = "must be 1 to 128 characters from A-Z a-z 0-9 . _ - and not start with '.'"
 
@@ -93,6 +96,10 @@ def to_rpc_error(exc: BaseException) -> JsonRpcException:
         return session_not_found(exc.session_id)
     if isinstance(exc, StorageError):
         return storage_failure(str(exc), exc.path, getattr(exc, "errno", None))
+    if isinstance(exc, SessionRunning):
+        return JsonRpcException(code=SESSION_RUNNING, message=str(exc), data={"sessionId": exc.session_id, "holder": exc.holder})
+    if isinstance(exc, SessionExists):
+        return JsonRpcException(code=SESSION_RUNNING, message=str(exc), data={"sessionId": exc.session_id})
     if isinstance(exc, ConfigError):
         return storage_failure(str(exc))
     if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
