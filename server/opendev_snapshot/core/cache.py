@@ -64,12 +64,12 @@ class ListingCache:
         self.names: list | None = None  # snapshot names at the last listing of the directory
         self.dir_key: tuple | None = None  # the directory's key at that listing
         self.listed_ns = 0
-        self._quiet = None  # (paths, their keys) of the last pass that found nothing changed
+        self.table = dirscan.KeyTable(directory)  # ``keys`` again, in lists a pass runs over
 
     # ---------------------------------------------------------------- state
     def drop(self, name: str) -> None:
-        self._quiet = None
         self.keys.pop(name, None)
+        self.table.remove(name)
         self.errors.pop(name, None)
         self.records.pop(name, None)
         self.racy.discard(name)
@@ -86,19 +86,22 @@ class ListingCache:
         known = set(self.keys) | set(self.lock_errors)
         self.keys, self.meta, self.records, self.errors, self.lock_errors = {}, {}, {}, {}, {}
         self.racy, self.by_project = set(), {}
-        self.names = self.dir_key = self._quiet = None
+        self.names = self.dir_key = None
+        self.table.clear()
         self.dirty = bool(known)
         return known
 
     def set_error(self, name: str, key, reason: str) -> None:
         self.drop(name)
         self.keys[name] = key
+        self.table.set(name, key)
         self.errors[name] = reason
 
     def set_record(self, name: str, key, record: dict, racy: bool) -> None:
         self.drop(name)
         project = sys.intern(record["project_dir"])  # one object per project, stored once in the index
         self.keys[name] = key
+        self.table.set(name, key)
         self.meta[name] = (record["session_id"], record["completed"], project, record["snapshot_timestamp_ms"])
         self.by_project.setdefault(project, set()).add(name)
         if not record["completed"]:
@@ -108,8 +111,8 @@ class ListingCache:
 
     def load_rows(self, names, keys, metas, groups) -> None:
         """Adopt a persistent index (validated by :func:`.index.load_index`)."""
-        self._quiet = None
         self.keys = dict(zip(names, keys))
+        self.table.load(names, keys)
         self.meta = dict(zip(names, metas))
         self.by_project = {project: set(names[start:end]) for project, start, end in groups}
 
@@ -202,54 +205,38 @@ class ListingCache:
         if self.dir_key is not None and self.dir_key[:2] != dir_key[:2]:
             changed = self.forget_all()  # the path names another directory now
             trust_names = False
-        if trust_names and self.names is not None:
-            names = None  # the names known are the directory's
-        elif self.names is None or dir_key != self.dir_key or dir_key[3] >= self.listed_ns - dirscan.DIR_RACY_NS:
-            self.names, self.lock_errors = dirscan.list_dir(self.directory)
-            self.dir_key, self.listed_ns = dir_key, scan_ns
-            self._quiet = None
-            names = self.names
-        else:
-            names = self.names
+        parsed = 0
+        fresh: set = set()
+        if not (trust_names and self.names is not None):
+            if self.names is None or dir_key != self.dir_key or dir_key[3] >= self.listed_ns - dirscan.DIR_RACY_NS:
+                self.names, self.lock_errors = dirscan.list_dir(self.directory)
+                self.dir_key, self.listed_ns = dir_key, scan_ns
+                listed = set(self.names)
+                for name in self.keys.keys() - listed:
+                    self.drop(name)
+                    changed.add(name)
+                fresh = listed - self.keys.keys()
+                for name in fresh:
+                    parsed += self.examine(name, None, scan_ns)
+                changed |= fresh
+        total = len(self.keys)
         if progress is not None:
-            progress(0, len(self.keys))
-        quiet = self._quiet
-        if quiet is not None and not self.racy:
-            # Nothing known changed since a pass that found nothing, nor the names:
-            # compare one list of keys, build no dict.
-            try:
-                if list(map(stat_key, map(os.lstat, quiet[0]))) == quiet[1] and self._dir_key()[:2] == dir_key[:2]:
-                    return changed, 0
-            except OSError:
-                pass
-        names = list(self.keys) if names is None else names
-        prefix = os.path.join(self.directory, "")
-        paths = [prefix + name for name in names]
-        current, unknown = dirscan.keys_of(names, paths)
+            progress(0, total)
+        differ, gone, unknown = self.table.changes()
         if self._dir_key()[:2] != dir_key[:2]:  # re-pointed while we looked: start again
             self.forget_all()
             return self.full_scan(scan_ns, progress)
-        total = len(names)
-        if current == self.keys and not self.racy:
-            self._quiet = (paths, list(current.values()))
-            if progress is not None:
-                progress(total, total)
-            return changed, 0
-        gone = self.keys.keys() - current.keys()
         for name in gone:
             self.drop(name)
-        stale = {name for name, _key in current.items() - self.keys.items()}
-        stale |= unknown
-        stale |= self.racy & current.keys()
-        parsed = 0
+        stale = set(differ).union(unknown, self.racy) - fresh
         for i, name in enumerate(stale):
             parsed += self.examine(name, None, scan_ns)
             if progress is not None and (i & 127) == 0:
                 progress(i, total)
         if progress is not None:
             progress(total, total)
-        changed |= gone | stale
-        if parsed or gone or stale:
+        changed.update(gone, stale)
+        if parsed or changed:
             self.dirty = True
         return changed, parsed
 

@@ -62,24 +62,70 @@ def list_dir(directory: str) -> tuple[list, dict]:
     return names, bad_locks
 
 
-def keys_of(names: list, paths: list) -> tuple[dict, set]:
-    """name -> stat key (None when it could not be stat-ed), and those names.
+class KeyTable:
+    """Names, their full paths and their last known keys, in aligned lists.
 
-    The caller checks the directory's identity around the pass (full paths
-    follow a re-pointed symlink).
+    A pass over them is one C-level ``map`` of ``lstat`` and one list
+    comparison; names come and go one at a time (the last one moves into a
+    hole), so nothing is rebuilt when one file changes.
     """
-    try:  # the common case in one C-level loop
-        return dict(zip(names, map(stat_key, map(os.lstat, paths)))), set()
-    except OSError:
-        pass
-    out: dict = {}
-    unknown: set = set()
-    for name, path in zip(names, paths):
-        try:
-            out[name] = stat_key(os.lstat(path))
-        except FileNotFoundError:
-            continue
+
+    def __init__(self, directory: str) -> None:
+        self.prefix = os.path.join(directory, "")
+        self.clear()
+
+    def clear(self) -> None:
+        self.names: list = []
+        self.paths: list = []
+        self.keys: list = []
+        self.pos: dict = {}
+
+    def load(self, names, keys) -> None:
+        self.names = list(names)
+        self.paths = [self.prefix + name for name in self.names]
+        self.keys = list(keys)
+        self.pos = {name: i for i, name in enumerate(self.names)}
+
+    def set(self, name: str, key) -> None:
+        i = self.pos.get(name)
+        if i is not None:
+            self.keys[i] = key
+            return
+        self.pos[name] = len(self.names)
+        self.names.append(name)
+        self.paths.append(self.prefix + name)
+        self.keys.append(key)
+
+    def remove(self, name: str) -> None:
+        i = self.pos.pop(name, None)
+        if i is None:
+            return
+        last = len(self.names) - 1
+        if i != last:
+            self.names[i], self.paths[i], self.keys[i] = self.names[last], self.paths[last], self.keys[last]
+            self.pos[self.names[i]] = i
+        del self.names[last], self.paths[last], self.keys[last]
+
+    def changes(self) -> tuple[list, list, list]:
+        """(names whose key differs, names gone, names that cannot be stat-ed)."""
+        try:  # the common case: one C-level loop, one comparison
+            current = list(map(stat_key, map(os.lstat, self.paths)))
         except OSError:
-            out[name] = None
-            unknown.add(name)
-    return out, unknown
+            current = None
+        if current is not None:
+            if current == self.keys:
+                return [], [], []
+            return [name for name, now, was in zip(self.names, current, self.keys) if now != was], [], []
+        differ, gone, unknown = [], [], []
+        for name, path, was in zip(self.names, self.paths, self.keys):
+            try:
+                now = stat_key(os.lstat(path))
+            except FileNotFoundError:
+                gone.append(name)
+                continue
+            except OSError:
+                unknown.append(name)
+                continue
+            if now != was:
+                differ.append(name)
+        return differ, gone, unknown
