@@ -11,7 +11,9 @@ min / median / max of the per-pair ratios of interleaved runs:
   files for the naive scan and ours, with a plot;
 - spawn -> ``opendev/recoverableSessions`` against a bare pygls server;
 - durable save (store and server round trip) and a no-op round trip;
-- warm ``listIncomplete`` through the server; idle CPU and RSS of the server.
+- the store's safety check per tick at 10,000 files (CPU ms);
+- warm ``listIncomplete`` through the server; idle CPU and RSS of the server,
+  and of two servers sharing a directory with running sessions.
 
 Usage: python bench/run_all.py [--quick] [--growth 100,1000,10000,50000]
 Needs the ``bench`` extra for the plot: pip install -e '.[bench]'.
@@ -104,6 +106,8 @@ def main() -> int:
             d = work / f"list{n}"
             build(d, n)
             listing[n] = bench_store.bench_listing(d, max(3, repeat // 3) if n >= 50_000 else repeat)
+            if n == 10_000:
+                tick = bench_store.bench_safety_tick(d, repeat)
             shutil.rmtree(d)
             print(f"listing {n}: done", file=sys.stderr)
         growth = {n: listing[n] for n in growth_sizes}
@@ -113,6 +117,13 @@ def main() -> int:
                          fmt_ratio(r["ours_cold"], r["naive_cold"]), "≤ 0.1 at 10,000" if n == 10_000 else ""))
             rows.append((f"warm listing, long-lived process, {n:,} files", fmt_ms(r["ours_warm"]), fmt_ms(r["naive_warm"]),
                          fmt_ratio(r["ours_warm"], r["naive_warm"]), "≤ 0.01 at 10,000" if n == 10_000 else ""))
+        if 10_000 in sizes:
+            rows.append(("safety check per tick, 10,000 files + a lock file each, quiet (CPU ms; baseline: naive scan)",
+                         fmt_ms(tick["quiet"]), fmt_ms(tick["naive"]), fmt_ratio(tick["quiet"], tick["naive"]), "≤ 20 ms"))
+            rows.append(("same, a session saved since the last tick", fmt_ms(tick["saved"]), fmt_ms(tick["naive"]),
+                         fmt_ratio(tick["saved"], tick["naive"]), "≤ 20 ms"))
+            rows.append(("same without a change feed (watch=False: the directory listed again)", fmt_ms(tick["unwatched"]),
+                         fmt_ms(tick["naive"]), fmt_ratio(tick["unwatched"], tick["naive"]), ""))
         save = bench_store.bench_save(work / "save", 60 if args.quick else 300)
         rows.append(("durable save, store API", fmt_ms(save["ours"]), fmt_ms(save["raw"]),
                      fmt_ratio(save["ours"], save["raw"]), "≤ 1.1"))
@@ -140,6 +151,7 @@ def main() -> int:
         rows.append(("no-op round trip: ours vs pygls' stock stdio reader", fmt_ms(v["ours"]["noop"]),
                      fmt_ms(v["stock"]["noop"]), fmt_ratio(v["ours"]["noop"], v["stock"]["noop"]), ""))
         idle = bench_server.bench_idle(sdir, 5.0 if args.quick else 20.0)
+        pair = bench_store.bench_two_servers_idle(sdir, 10.0 if args.quick else 30.0)
         server_rss = bench_server.server_rss_kib(sdir)
         print("server: done", file=sys.stderr)
     finally:
@@ -160,7 +172,8 @@ def main() -> int:
         "",
         f"Idle CPU of the server's watch over {files:,} files with the workspace open: "
         f"{100 * idle['cpu'] / idle['wall']:.2f}% of a core over {idle['wall']:.0f} s (target < 1%). "
-        f"Server RSS after the on-open scan of {files:,} files: {server_rss / 1024:.1f} MiB.",
+        f"Server RSS after the on-open scan of {files:,} files: {server_rss / 1024:.1f} MiB. "
+        + bench_store.idle_line(files, pair),
         "",
         "## How cost grows",
         "",

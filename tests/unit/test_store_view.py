@@ -328,3 +328,18 @@ def test_lock_handles_are_not_inherited_by_a_forked_child(snapshot_dir, watching
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         stop(proc)
+
+
+def test_the_ageing_deadline_follows_every_change(watching):
+    watching.save(rec("a", age_ms=100_000))
+    watching.list()
+    first = watching.next_stale_deadline_ms()
+    assert first is not None and abs(first - (now_ms() + 20_000)) < 5_000
+    assert watching.next_stale_deadline_ms() == first  # asked again: the same answer
+    watching.save(rec("b", age_ms=115_000))
+    watching.refresh()
+    second = watching.next_stale_deadline_ms()
+    assert second is not None and second < first and abs(second - (now_ms() + 5_000)) < 5_000
+    watching.save(rec("b", age_ms=115_000, completed=True))
+    watching.refresh()
+    assert watching.next_stale_deadline_ms() == first

@@ -8,12 +8,14 @@ file names that are not regular files (a FIFO, a link, ...) are kept with
 the reason they are skipped; they are never opened.
 
 A full scan ``lstat``s every snapshot name (one C-level ``map``) and
-compares the keys with what is known in one dict comparison; only names
-whose key changed are read again. Keys change on every rename-based save
-(new inode and ctime) and on every in-place write (mtime/ctime), also one
-made through a hard link elsewhere, except for an in-place write in the
-same clock tick as our read: entries whose ctime lies within ``RACY_NS`` of
-the read are marked racy and always re-read by stat-based scans.
+compares their change times with the known keys' in one list comparison
+(:class:`.dirscan.KeyTable`); only names whose file changed are read again.
+The change time moves on every rename-based save, every in-place write
+(also one through a hard link elsewhere), except for an in-place write in
+the same clock tick as our read: entries whose ctime lies within
+``RACY_NS`` of the read are marked racy and always re-read by stat-based
+scans. Keys adopted from the index are compared whole once (a forged one
+could match a change time), then the same way.
 
 The directory itself is listed again only when its own key (device, inode,
 mtime, ctime) changed or is racy: creating, removing or renaming a name
@@ -65,9 +67,12 @@ class ListingCache:
         self.dir_key: tuple | None = None  # the directory's key at that listing
         self.listed_ns = 0
         self.table = dirscan.KeyTable(directory)  # ``keys`` again, in lists a pass runs over
+        self.version = 0  # changes whenever what is known of a session changes
+        self.unverified = False  # keys adopted from the index, not yet compared in full
 
     # ---------------------------------------------------------------- state
     def drop(self, name: str) -> None:
+        self.version += 1
         self.keys.pop(name, None)
         self.table.remove(name)
         self.errors.pop(name, None)
@@ -88,6 +93,8 @@ class ListingCache:
         self.racy, self.by_project = set(), {}
         self.names = self.dir_key = None
         self.table.clear()
+        self.unverified = False
+        self.version += 1
         self.dirty = bool(known)
         return known
 
@@ -111,8 +118,9 @@ class ListingCache:
 
     def load_rows(self, names, keys, metas, groups) -> None:
         """Adopt a persistent index (validated by :func:`.index.load_index`)."""
+        self.version += 1
         self.keys = dict(zip(names, keys))
-        self.table.load(names, keys)
+        self.unverified = True  # a pass compares the whole keys once: the index only vouches for them
         self.meta = dict(zip(names, metas))
         self.by_project = {project: set(names[start:end]) for project, start, end in groups}
 
@@ -222,7 +230,7 @@ class ListingCache:
         total = len(self.keys)
         if progress is not None:
             progress(0, total)
-        differ, gone, unknown = self.table.changes()
+        differ, gone, unknown = self._verify() if self.unverified else self.table.changes()
         if self._dir_key()[:2] != dir_key[:2]:  # re-pointed while we looked: start again
             self.forget_all()
             return self.full_scan(scan_ns, progress)
@@ -239,6 +247,28 @@ class ListingCache:
         if parsed or changed:
             self.dirty = True
         return changed, parsed
+
+    def _verify(self) -> tuple[list, list, list]:
+        """The pass after adopting an index: whole keys compared (a forged one
+        may match a file's change time), then the table takes over."""
+        names = list(self.keys)
+        paths = [self.table.prefix + name for name in names]
+        differ, gone, unknown = [], [], []
+        try:  # the common case in one C-level loop
+            current = list(map(stat_key, map(os.lstat, paths)))
+            differ = [name for name, now, was in zip(names, current, self.keys.values()) if now != was]
+        except OSError:
+            for name, path in zip(names, paths):
+                try:
+                    if stat_key(os.lstat(path)) != self.keys[name]:
+                        differ.append(name)
+                except FileNotFoundError:
+                    gone.append(name)
+                except OSError:
+                    unknown.append(name)
+        self.table.load(names, self.keys.values())
+        self.unverified = False
+        return differ, gone, unknown
 
     # ---------------------------------------------------------------- reads
     def full_record(self, name: str) -> dict | None:

@@ -63,6 +63,7 @@ class Projects:
 
     def __init__(self) -> None:
         self._norm: dict[str, str] = {}
+        self._deadline = None  # ((cache version, project_dir, stale_after_ms), deadline)
 
     def normalize(self, project_dir: str) -> str:
         norm = self._norm.get(project_dir)
@@ -92,16 +93,25 @@ class Projects:
         return [name for _ts, _sid, name in found]
 
     def next_stale_deadline_ms(self, cache, stale_after_ms: int, project_dir: str | None) -> int | None:
-        """When the next lock-less incomplete snapshot turns interrupted."""
-        project = normalize_project(project_dir) if project_dir else None
+        """When the next lock-less incomplete snapshot turns interrupted.
+
+        Remembered until the cache changes or that moment passes (a server
+        asks after every wake-up; the answer is a loop over every session).
+        """
         now = now_ms()
+        memo = self._deadline
+        if memo is not None and memo[0] == (cache.version, project_dir, stale_after_ms):
+            if memo[1] is None or memo[1] > now:
+                return memo[1]
+        project = normalize_project(project_dir) if project_dir else None
         best = None
         for _sid, completed, raw, ts in cache.meta.values():
-            if completed or not self.holds(raw, project):
+            if completed or (project is not None and not self.holds(raw, project)):
                 continue
             deadline = min(ts, now) + stale_after_ms
             if deadline > now and (best is None or deadline < best):
                 best = deadline
+        self._deadline = ((cache.version, project_dir, stale_after_ms), best)
         return best
 
 
