@@ -220,13 +220,14 @@ class ListingCache:
                 self.names, self.lock_errors = dirscan.list_dir(self.directory)
                 self.dir_key, self.listed_ns = dir_key, scan_ns
                 listed = set(self.names)
-                for name in self.keys.keys() - listed:
-                    self.drop(name)
-                    changed.add(name)
-                fresh = listed - self.keys.keys()
-                for name in fresh:
-                    parsed += self.examine(name, None, scan_ns)
-                changed |= fresh
+                if listed != self.keys.keys():
+                    for name in self.keys.keys() - listed:
+                        self.drop(name)
+                        changed.add(name)
+                    fresh = listed - self.keys.keys()
+                    for name in fresh:
+                        parsed += self.examine(name, None, scan_ns)
+                    changed |= fresh
         total = len(self.keys)
         if progress is not None:
             progress(0, total)
@@ -266,7 +267,7 @@ class ListingCache:
                     gone.append(name)
                 except OSError:
                     unknown.append(name)
-        self.table.load(names, self.keys.values())
+        self.table.load(names, paths, self.keys.values())
         self.unverified = False
         return differ, gone, unknown
 

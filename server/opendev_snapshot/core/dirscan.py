@@ -94,13 +94,19 @@ class KeyTable:
         self.names: list = []
         self.paths: list = []
         self.stamps: list = []
-        self.pos: dict = {}
+        self._pos: dict | None = {}
 
-    def load(self, names, keys) -> None:
-        self.names = list(names)
-        self.paths = [self.prefix + name for name in self.names]
+    @property
+    def pos(self) -> dict:
+        """name -> its place (built when first needed: a fresh process may never)."""
+        if self._pos is None:
+            self._pos = {name: i for i, name in enumerate(self.names)}
+        return self._pos
+
+    def load(self, names: list, paths: list, keys) -> None:
+        self.names, self.paths = names, paths
         self.stamps = list(map(stamp_of, keys))
-        self.pos = {name: i for i, name in enumerate(self.names)}
+        self._pos = None
 
     def set(self, name: str, key) -> None:
         i = self.pos.get(name)
