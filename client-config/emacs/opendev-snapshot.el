@@ -1,30 +1,41 @@
-;;; opendev-snapshot.el --- Recover interrupted OpenDev sessions with eglot  -*- lexical-binding: t; -*-
+;;; opendev-snapshot.el --- Recover interrupted OpenDev sessions (eglot or lsp-mode)  -*- lexical-binding: t; -*-
 
-;; Version: 0.1.0
-;; Package-Requires: ((emacs "28.1") (eglot "1.9"))
+;; Version: 0.2.0
+;; Package-Requires: ((emacs "28.1"))
 ;; Keywords: tools, processes
 ;; SPDX-License-Identifier: MIT
 
 ;;; Commentary:
 
-;; Runs `opendev-snapshot serve' through eglot.  When a project with
-;; interrupted OpenDev sessions is opened, eglot asks Recover / Discard /
-;; Later for each (the server's `window/showMessageRequest'); Recover opens a
-;; terminal running `opendev-snapshot-resume-command'.
+;; Runs `opendev-snapshot serve' through eglot or lsp-mode.  When a project
+;; with interrupted OpenDev sessions is opened (or a session dies while
+;; Emacs runs), the server asks Recover / Discard / Later for each one.
+;; This package answers the server at once and asks you itself, one
+;; question at a time, only when Emacs has been idle for
+;; `opendev-snapshot-prompt-idle-seconds' and no minibuffer is in use;
+;; RET answers Later.
+;;
+;; Recover depends on the session's kind: an OpenDev agent session opens a
+;; terminal running `opendev-snapshot-resume-command' (after checking that
+;; its program exists); a notebook kernel's session shows where the
+;; notebook is and puts `%opendev recover ID' in the kill ring.  Discard
+;; moves the snapshot to the trash; `opendev-snapshot-restore' brings it
+;; back.  The mode line shows "OpenDev:N" while there are interrupted
+;; sessions.
 ;;
 ;;   (require 'opendev-snapshot)
-;;   (opendev-snapshot-setup)
+;;   (opendev-snapshot-setup)            ; eglot
+;;   (opendev-snapshot-setup 'lsp-mode)  ; or lsp-mode
 ;;
 ;; Commands: `opendev-snapshot-sessions' (C-u: every project),
-;; `opendev-snapshot-cleanup'.  Works with Emacs 29's built-in eglot and
-;; with eglot 1.9 on Emacs 28.
+;; `opendev-snapshot-restore', `opendev-snapshot-cleanup'.
 
 ;;; Code:
 
 (require 'cl-lib)
-(require 'eglot)
-(require 'jsonrpc)
+(require 'subr-x)
 (require 'term)
+(require 'url-util)
 
 (defgroup opendev-snapshot nil
   "Recovery of interrupted OpenDev sessions."
@@ -32,7 +43,9 @@
   :prefix "opendev-snapshot-")
 
 (defcustom opendev-snapshot-server-command '("opendev-snapshot" "serve")
-  "Program and arguments that start the snapshot server."
+  "Program and arguments that start the snapshot server.
+The program may be an absolute path, e.g. a virtual environment's
+bin/opendev-snapshot; `~' is expanded."
   :type '(repeat string))
 
 (defcustom opendev-snapshot-directory nil
@@ -45,34 +58,63 @@ nil: $OPENDEV_SNAPSHOT_DIR, else ~/.opendev/data/recovery."
   :type 'boolean)
 
 (defcustom opendev-snapshot-max-prompts 3
-  "At most this many prompts per project, newest sessions first."
+  "At most this many questions per project, newest sessions first."
   :type 'integer)
 
 (defcustom opendev-snapshot-stale-after-ms 120000
   "A snapshot without a lock file counts as interrupted after this long."
   :type 'integer)
 
+(defcustom opendev-snapshot-prompt-idle-seconds 1.0
+  "Seconds of idleness a question waits for (also for no minibuffer in use)."
+  :type 'number)
+
 (defcustom opendev-snapshot-resume-command "opendev --resume ${sessionId}"
-  "Command run in a terminal on Recover.
+  "Command run in a terminal to recover an OpenDev agent session.
 ${sessionId} and ${projectDir} are replaced, shell-quoted."
   :type 'string)
+
+(defcustom opendev-snapshot-mode-line t
+  "Show \"OpenDev:N\" in the mode line while there are interrupted sessions."
+  :type 'boolean)
 
 (defcustom opendev-snapshot-modes
   '(python-mode python-ts-mode js-mode js-ts-mode typescript-mode typescript-ts-mode
     tsx-ts-mode rust-mode rust-ts-mode go-mode go-ts-mode c-mode c-ts-mode c++-mode
     c++-ts-mode java-mode java-ts-mode ruby-mode ruby-ts-mode sh-mode bash-ts-mode
     markdown-mode org-mode)
-  "Major modes whose buffers start the snapshot server with `eglot'.
-eglot runs one server per project and major mode: for a mode you already
-use with another eglot server, leave it out of this list."
+  "Major modes whose buffers start the snapshot server.
+With eglot, which runs one server per project and major mode, leave out
+the modes you already use with another eglot server.  lsp-mode runs this
+server next to your usual one (an add-on client)."
   :type '(repeat symbol))
+
+;;; State
 
 (defvar opendev-snapshot-recoverable nil
   "Alist of (FOLDER-URI . SESSIONS) announced by the server.
 SESSIONS is a list of Listing plists.")
 
 (defvar opendev-snapshot-recovered nil
-  "Session ids recovered in this Emacs, most recent first.")
+  "Session ids whose Recover was carried out in this Emacs, most recent first.")
+
+(defvar opendev-snapshot-asked nil
+  "Questions asked in this Emacs, most recent first.
+Each is a plist (:id :prompt :answer).")
+
+(defvar opendev-snapshot--queue nil
+  "Questions waiting for an idle moment: a list of (CONNECTION . SESSION).")
+
+(defvar opendev-snapshot--asking nil "Non-nil while a question is on screen.")
+(defvar opendev-snapshot--timer nil "Polls for an idle moment while questions wait.")
+(defvar opendev-snapshot--command-count 0 "Commands run while questions wait.")
+(defvar opendev-snapshot--answered nil "(TIME . COMMAND-COUNT) of the last answer.")
+(defvar opendev-snapshot--connections nil "Live server connections (eglot servers, lsp-mode workspaces).")
+(defvar opendev-snapshot--roots (make-hash-table :test #'eq :weakness 'key)
+  "Connection -> its project root (a directory name).")
+(defvar opendev-snapshot--known (make-hash-table :test #'equal) "Session id -> latest Listing seen.")
+(defvar opendev-snapshot--counts (make-hash-table :test #'equal) "Project root -> interrupted sessions.")
+(defvar opendev-snapshot--last-discarded nil "The session id discarded last, the default of `opendev-snapshot-restore'.")
 
 (defvar-local opendev-snapshot-session nil
   "The session id a resume terminal buffer runs.")
@@ -80,34 +122,52 @@ SESSIONS is a list of Listing plists.")
 (defvar-local opendev-snapshot-command-line nil
   "The command line a resume terminal buffer runs.")
 
-(defclass opendev-snapshot-server (eglot-lsp-server) ()
-  :documentation "The opendev-snapshot server.")
+;;; The connection: each front end (eglot, lsp-mode) implements these.
 
-(cl-defmethod eglot-initialization-options ((_server opendev-snapshot-server))
-  (append
-   (list :prompt (if opendev-snapshot-prompt t :json-false)
-         :maxPrompts opendev-snapshot-max-prompts
-         :staleAfterMs opendev-snapshot-stale-after-ms)
-   (when opendev-snapshot-directory
-     (list :snapshotDir (expand-file-name opendev-snapshot-directory)))))
+(cl-defgeneric opendev-snapshot--send (connection method params on-result on-error)
+  "Send request METHOD (a string) with PARAMS on CONNECTION.
+Call ON-RESULT with the result or ON-ERROR with the error, both as
+plists (an error is (:code :message :data)).")
 
-(defun opendev-snapshot--contact (&optional _interactive)
-  "The eglot contact: our server class and `opendev-snapshot-server-command'."
-  (cons 'opendev-snapshot-server opendev-snapshot-server-command))
+(cl-defgeneric opendev-snapshot--send-sync (connection method params)
+  "Send request METHOD with PARAMS on CONNECTION; return the result plist.
+Signals `opendev-snapshot-error' with the error plist on an error answer.")
 
-;;;###autoload
-(defun opendev-snapshot-setup ()
-  "Register the snapshot server with eglot for `opendev-snapshot-modes'."
-  (setq eglot-server-programs
-        (cons (cons opendev-snapshot-modes #'opendev-snapshot--contact)
-              (cl-remove #'opendev-snapshot--contact eglot-server-programs :key #'cdr))))
+(cl-defgeneric opendev-snapshot--live-p (connection)
+  "Non-nil while CONNECTION runs.")
+
+(define-error 'opendev-snapshot-error "OpenDev snapshot server error")
 
 ;;; Helpers
+
+(defun opendev-snapshot--plist (value)
+  "VALUE with every JSON object as a keyword plist.
+lsp-mode gives hash tables."
+  (cond ((hash-table-p value)
+         (let (out)
+           (maphash (lambda (k v)
+                      (setq out (cons (opendev-snapshot--plist v)
+                                      (cons (if (keywordp k) k (intern (concat ":" (format "%s" k)))) out))))
+                    value)
+           (nreverse out)))
+        ((vectorp value) (vconcat (mapcar #'opendev-snapshot--plist value)))
+        ((and (consp value) (keywordp (car value)))
+         (cl-loop for (k v) on value by #'cddr append (list k (opendev-snapshot--plist v))))
+        (t value)))
+
+(defun opendev-snapshot--true-p (value)
+  "Non-nil when VALUE is JSON true."
+  (eq value t))
+
+(defun opendev-snapshot--string (value)
+  "VALUE when it is a non-empty string, else nil.
+JSON null arrives in several shapes."
+  (and (stringp value) (not (string-empty-p value)) value))
 
 (defun opendev-snapshot--shell-quote (s)
   (if (string-match-p "\\`[[:alnum:]_./:=@%+-]+\\'" s)
       s
-    (concat "'" (replace-regexp-in-string "'" "'\\\\''" s t) "'")))
+    (concat "'" (replace-regexp-in-string "'" "'\\\\''" s t t) "'")))
 
 (defun opendev-snapshot-resume-command-line (session)
   "The resume command line for SESSION (a Listing plist)."
@@ -117,6 +177,22 @@ SESSIONS is a list of Listing plists.")
     (replace-regexp-in-string
      "\\${projectDir}" (opendev-snapshot--shell-quote (or (plist-get session :projectDir) "")) line t t)))
 
+(defun opendev-snapshot-command-program (line)
+  "The program LINE runs: its first word after `VAR=value' words and `env'."
+  (cl-loop for word in (split-string-and-unquote line)
+           unless (or (string-match-p "\\`[[:alpha:]_][[:alnum:]_]*=" word) (equal word "env"))
+           return (if (string-prefix-p "~" word) (expand-file-name word) word)
+           finally return nil))
+
+(defun opendev-snapshot-ipython-recover-command (session)
+  "What to run in a notebook to get the code of SESSION's dead kernel back."
+  (format "%%opendev recover %s" (plist-get session :sessionId)))
+
+(defun opendev-snapshot--program-exists-p (program)
+  (if (file-name-absolute-p program)
+      (and (file-executable-p program) (not (file-directory-p program)))
+    (executable-find program)))
+
 (defun opendev-snapshot--age (ms)
   (let ((s (max 0 (/ ms 1000))))
     (cl-loop for (unit . size) in '(("day" . 86400) ("hour" . 3600) ("minute" . 60))
@@ -124,17 +200,35 @@ SESSIONS is a list of Listing plists.")
              return (let ((n (/ s size))) (format "%d %s%s" n unit (if (= n 1) "" "s")))
              finally return (format "%d second%s" s (if (= s 1) "" "s")))))
 
+(defun opendev-snapshot--now-ms () (truncate (* 1000 (float-time))))
+
+(defun opendev-snapshot--notebook (session)
+  (opendev-snapshot--string (plist-get session :notebook)))
+
 (defun opendev-snapshot-describe (session)
   "One line for SESSION (a Listing plist)."
   (let ((count (plist-get session :messageCount)))
-    (format "%s  %s, %s ago, %d message%s, $%.2f  %s"
+    (format "%s  %s%s, %s ago, %d message%s, $%.2f  %s"
             (plist-get session :sessionId)
             (plist-get session :status)
-            (opendev-snapshot--age (- (truncate (* 1000 (float-time)))
-                                      (plist-get session :snapshotTimestampMs)))
+            (if (equal (plist-get session :kind) "ipython") " notebook" "")
+            (opendev-snapshot--age (- (opendev-snapshot--now-ms) (plist-get session :snapshotTimestampMs)))
             count (if (= count 1) "" "s")
             (plist-get session :costUsd)
-            (plist-get session :projectDir))))
+            (or (opendev-snapshot--notebook session) (plist-get session :projectDir)))))
+
+(defun opendev-snapshot-question (session)
+  "The question asked about SESSION."
+  (let ((count (plist-get session :messageCount)))
+    (format "%s was interrupted %s ago: %d message%s, $%.2f. Recover it?"
+            (if (equal (plist-get session :kind) "ipython")
+                (format "Notebook session %s (%s)" (plist-get session :sessionId)
+                        (file-name-nondirectory (or (opendev-snapshot--notebook session) "IPython")))
+              (format "OpenDev session %s (%s)" (plist-get session :sessionId)
+                      (file-name-nondirectory (directory-file-name (or (plist-get session :projectDir) "")))))
+            (opendev-snapshot--age (- (opendev-snapshot--now-ms) (plist-get session :snapshotTimestampMs)))
+            count (if (= count 1) "" "s")
+            (plist-get session :costUsd))))
 
 (defun opendev-snapshot-parse-duration (text)
   "Milliseconds for TEXT like 90s, 30m, 12h, 7d; nil if malformed."
@@ -142,30 +236,136 @@ SESSIONS is a list of Listing plists.")
     (* (string-to-number (match-string 1 text))
        (cdr (assoc (match-string 2 text) '(("s" . 1000) ("m" . 60000) ("h" . 3600000) ("d" . 86400000)))))))
 
-(defun opendev-snapshot--server ()
-  "The snapshot server of the current project, else any running one."
-  (or (let ((s (ignore-errors (eglot-current-server))))
-        (and (cl-typep s 'opendev-snapshot-server) s))
-      (let ((project (project-current)))
-        (cl-find-if (lambda (s) (cl-typep s 'opendev-snapshot-server))
-                    (and project (gethash project eglot--servers-by-project))))
-      (let (found)
-        (maphash (lambda (_ servers)
-                   (dolist (s servers)
-                     (when (and (not found) (cl-typep s 'opendev-snapshot-server)) (setq found s))))
-                 eglot--servers-by-project)
-        found)
-      (user-error "OpenDev: the snapshot server is not running (M-x eglot in a project file)")))
+(defun opendev-snapshot--holder-text (err)
+  (let ((holder (plist-get (plist-get err :data) :holder)))
+    (if (and holder (listp holder) (plist-get holder :pid))
+        (format " (pid %s%s)" (plist-get holder :pid)
+                (if (plist-get holder :host) (format " on %s" (plist-get holder :host)) ""))
+      "")))
 
-(defun opendev-snapshot--root (server)
-  (expand-file-name (project-root (eglot--project server))))
+(defun opendev-snapshot--uri-to-path (uri)
+  (if (and (stringp uri) (string-prefix-p "file://" uri))
+      (decode-coding-string (url-unhex-string (substring uri (length "file://"))) 'utf-8)
+    uri))
 
-(defun opendev-snapshot-open-terminal (session)
-  "Open a terminal running the resume command of SESSION."
+;;; Connections
+
+(defun opendev-snapshot--register (connection root)
+  "Remember CONNECTION (started for project ROOT)."
+  (when root
+    (puthash connection (file-name-as-directory (expand-file-name root)) opendev-snapshot--roots))
+  (cl-pushnew connection opendev-snapshot--connections))
+
+(defun opendev-snapshot--forget (connection)
+  (setq opendev-snapshot--connections (delq connection opendev-snapshot--connections))
+  (setq opendev-snapshot--queue (cl-remove connection opendev-snapshot--queue :key #'car)))
+
+(defun opendev-snapshot--root (connection)
+  (gethash connection opendev-snapshot--roots))
+
+(defun opendev-snapshot--connection (&optional noerror)
+  "The server of the current project, else any running one."
+  (setq opendev-snapshot--connections (cl-remove-if-not #'opendev-snapshot--live-p opendev-snapshot--connections))
+  (let* ((here (file-name-as-directory (expand-file-name default-directory)))
+         (mine (cl-remove-if-not (lambda (c) (let ((r (opendev-snapshot--root c))) (and r (string-prefix-p r here))))
+                                 opendev-snapshot--connections)))
+    (or (car (sort mine (lambda (a b) (> (length (opendev-snapshot--root a)) (length (opendev-snapshot--root b))))))
+        (car opendev-snapshot--connections)
+        (unless noerror
+          (user-error "OpenDev: the snapshot server is not running (open a file of your project first)")))))
+
+(defun opendev-snapshot--server-command ()
+  "`opendev-snapshot-server-command' with `~' expanded in the program."
+  (let ((program (car opendev-snapshot-server-command)))
+    (cons (if (string-match-p "\\`~" program) (expand-file-name program) program)
+          (cdr opendev-snapshot-server-command))))
+
+(defvar opendev-snapshot--warned-missing-server nil)
+
+(defun opendev-snapshot--missing-server-text ()
+  (format "`%s' is not installed or not on `exec-path': install it (pip install /path/to/opendev-snapshot) or set `opendev-snapshot-server-command' to its path, e.g. (\"~/src/opendev-snapshot/.venv/bin/opendev-snapshot\" \"serve\")"
+          (car (opendev-snapshot--server-command))))
+
+(defun opendev-snapshot--server-present-p ()
+  "Non-nil when the server program exists; else say how to install it (once)."
+  (or (opendev-snapshot--program-exists-p (car (opendev-snapshot--server-command)))
+      (progn
+        (unless opendev-snapshot--warned-missing-server
+          (setq opendev-snapshot--warned-missing-server t)
+          (display-warning 'opendev-snapshot (opendev-snapshot--missing-server-text) :error))
+        nil)))
+
+(defun opendev-snapshot--initialization-options ()
+  "The server's initializationOptions from the settings above."
+  (append
+   (list :prompt (if opendev-snapshot-prompt t :json-false)
+         :maxPrompts opendev-snapshot-max-prompts
+         :staleAfterMs opendev-snapshot-stale-after-ms)
+   (when opendev-snapshot-directory
+     (list :snapshotDir (expand-file-name opendev-snapshot-directory)))))
+
+;;; The indicator
+
+(defun opendev-snapshot--refresh-count (connection)
+  "Count the interrupted sessions of CONNECTION's project for the mode line."
+  (let ((root (opendev-snapshot--root connection)))
+    (when root
+      (opendev-snapshot--send
+       connection "opendev/snapshot.listIncomplete" (list :projectDir root :status "interrupted")
+       (lambda (result)
+         (let ((sessions (append (plist-get result :sessions) nil)))
+           (dolist (s sessions) (puthash (plist-get s :sessionId) s opendev-snapshot--known))
+           (puthash root (length sessions) opendev-snapshot--counts)
+           (force-mode-line-update t)))
+       #'ignore))))
+
+(defun opendev-snapshot-interrupted-count ()
+  "Interrupted sessions of the current project (else of every open one).
+Cheap: the mode line calls it on every redisplay."
+  (let ((here (and default-directory (file-name-as-directory (expand-file-name default-directory))))
+        (best nil) (total 0))
+    (maphash (lambda (root count)
+               (setq total (+ total count))
+               (when (and here (string-prefix-p root here) (or (null best) (> (length root) (length (car best)))))
+                 (setq best (cons root count))))
+             opendev-snapshot--counts)
+    (if best (cdr best) total)))
+
+(defvar opendev-snapshot--mode-line-map
+  (let ((map (make-sparse-keymap)))
+    (define-key map [mode-line mouse-1] #'opendev-snapshot-sessions)
+    map))
+
+(defun opendev-snapshot-mode-line-string ()
+  "The mode-line lighter: \" OpenDev:N\" while there are interrupted sessions.
+Else the empty string."
+  (let ((n (opendev-snapshot-interrupted-count)))
+    (if (zerop n)
+        ""
+      (propertize (format " OpenDev:%d" n)
+                  'help-echo (format "%d interrupted OpenDev session%s: mouse-1 lists them" n (if (= n 1) "" "s"))
+                  'mouse-face 'mode-line-highlight
+                  'local-map opendev-snapshot--mode-line-map))))
+
+(defconst opendev-snapshot--mode-line-entry '(:eval (opendev-snapshot-mode-line-string)))
+
+(defun opendev-snapshot--install-mode-line ()
+  (when opendev-snapshot-mode-line
+    (unless (member opendev-snapshot--mode-line-entry global-mode-string)
+      (setq global-mode-string (append (if (listp global-mode-string) global-mode-string (list global-mode-string))
+                                       (list opendev-snapshot--mode-line-entry))))))
+
+;;; Actions
+
+(defun opendev-snapshot--warn (format-string &rest args)
+  "Show a problem the user must act on: in *Warnings*, which stays."
+  (display-warning 'opendev-snapshot (apply #'format-message format-string args) :error))
+
+(defun opendev-snapshot-open-terminal (session line)
+  "Open a terminal running LINE, the resume command of SESSION."
   (let* ((id (plist-get session :sessionId))
          (dir (plist-get session :projectDir))
          (default-directory (if (and dir (file-directory-p dir)) (file-name-as-directory dir) default-directory))
-         (line (opendev-snapshot-resume-command-line session))
          (buffer (make-term (format "OpenDev %s" id) shell-file-name nil "-c" line)))
     (with-current-buffer buffer
       (term-char-mode)
@@ -174,92 +374,335 @@ SESSIONS is a list of Listing plists.")
     (pop-to-buffer buffer)
     buffer))
 
-;;; Server to client
+(defun opendev-snapshot--recover-notebook (session)
+  (let* ((command (opendev-snapshot-ipython-recover-command session))
+         (notebook (opendev-snapshot--notebook session))
+         (id (plist-get session :sessionId)))
+    (kill-new command)
+    (with-help-window (format "*OpenDev recover %s*" id)
+      (princ (format "Session %s was the IPython kernel of %s.\n\n"
+                     id (if notebook (format "the notebook %s" notebook)
+                          (format "IPython in %s" (plist-get session :projectDir)))))
+      (princ "To get its code back, run this in a new kernel of that notebook\n")
+      (princ "(it is in the kill ring: C-y pastes it):\n\n")
+      (princ (format "    %s\n\n" command))
+      (princ "It puts the source of every cell the dead kernel ran into the next cell.\n"))
+    (message "OpenDev: %s was a notebook kernel (%s): run %s there (in the kill ring)"
+             id (or notebook (plist-get session :projectDir)) command)
+    command))
 
-(cl-defmethod eglot-handle-notification
-  ((_server opendev-snapshot-server) (_method (eql opendev/recoverableSessions)) &key workspaceFolder sessions)
-  "Remember the interrupted SESSIONS of WORKSPACEFOLDER and say so."
-  (let ((sessions (append sessions nil)))
-    (setf (alist-get (plist-get workspaceFolder :uri) opendev-snapshot-recoverable nil nil #'equal) sessions)
-    (message "OpenDev: %d interrupted session%s in %s: %s (M-x opendev-snapshot-sessions)"
+(defun opendev-snapshot-recover (session)
+  "Carry out Recover for SESSION (what opendev/recoverSession asks for)."
+  (let ((id (plist-get session :sessionId)))
+    (if (equal (plist-get session :kind) "ipython")
+        (progn (push id opendev-snapshot-recovered)
+               (opendev-snapshot--recover-notebook session))
+      (let* ((line (opendev-snapshot-resume-command-line session))
+             (program (opendev-snapshot-command-program line)))
+        (if (not (and program (opendev-snapshot--program-exists-p program)))
+            (progn
+              (opendev-snapshot--warn
+               "Cannot resume %s: `%s' is not installed (not found on `exec-path').  Install the OpenDev agent, or set `opendev-snapshot-resume-command' (M-x customize-variable RET opendev-snapshot-resume-command), e.g. \"/path/to/opendev --resume ${sessionId}\".  The snapshot is kept."
+               id (file-name-nondirectory (or program line)))
+              nil)
+          (push id opendev-snapshot-recovered)
+          (opendev-snapshot-open-terminal session line)
+          line)))))
+
+(defun opendev-snapshot--execute (connection command session-id on-result on-error)
+  (opendev-snapshot--send connection "workspace/executeCommand"
+                          (list :command command :arguments (vector session-id))
+                          on-result on-error))
+
+(defun opendev-snapshot--discard (connection session-id)
+  "Move SESSION-ID to the trash, then say how to undo it.
+Or why nothing happened."
+  (opendev-snapshot--execute
+   connection "opendev.snapshot.discard" session-id
+   (lambda (result)
+     (if (opendev-snapshot--true-p (plist-get result :removed))
+         (progn
+           (setq opendev-snapshot--last-discarded session-id)
+           (message "OpenDev: discarded %s (moved to the trash); undo: M-x opendev-snapshot-restore" session-id))
+       (message "OpenDev: %s was already gone" session-id))
+     (opendev-snapshot--refresh-count connection))
+   (lambda (err)
+     (if (eql (plist-get err :code) -32003)
+         (message "OpenDev: %s is running%s: nothing was discarded"
+                  session-id (opendev-snapshot--holder-text err))
+       (message "OpenDev: discarding %s failed: %s" session-id (plist-get err :message)))
+     (opendev-snapshot--refresh-count connection))))
+
+(defun opendev-snapshot--act (connection session choice)
+  (pcase choice
+    ("Recover" (opendev-snapshot--execute connection "opendev.snapshot.recover" (plist-get session :sessionId)
+                                          #'ignore
+                                          (lambda (err) (message "OpenDev: recover failed: %s" (plist-get err :message)))))
+    ("Discard" (opendev-snapshot--discard connection (plist-get session :sessionId)))))
+
+;;; Questions
+;;
+;; The server's window/showMessageRequest is answered at once (null: "not
+;; now"), never with a minibuffer opened from the process filter.  The
+;; question is queued and asked when Emacs is idle and no minibuffer is in
+;; use; the answer is carried out with the server's commands.
+
+(defun opendev-snapshot--user-busy-p ()
+  "Non-nil when a question now could take keys meant for something else."
+  (or (> (minibuffer-depth) 0)
+      (active-minibuffer-window)
+      (input-pending-p)
+      executing-kbd-macro
+      defining-kbd-macro
+      opendev-snapshot--asking))
+
+;; Idle means: no command for `opendev-snapshot-prompt-idle-seconds'.
+;; Emacs's own idleness (`current-idle-time') covers the usual case; it
+;; does not restart after an answer typed in a minibuffer opened by a timer,
+;; so the time and command count of the last answer cover that one.
+
+(defun opendev-snapshot--count-command ()
+  (cl-incf opendev-snapshot--command-count))
+
+(defun opendev-snapshot--idle-p ()
+  "Non-nil when the user has not run a command for the idle time."
+  (let ((idle (current-idle-time)))
+    (or (and idle (>= (float-time idle) opendev-snapshot-prompt-idle-seconds))
+        (and opendev-snapshot--answered
+             (= (cdr opendev-snapshot--answered) opendev-snapshot--command-count)
+             (>= (- (float-time) (car opendev-snapshot--answered)) opendev-snapshot-prompt-idle-seconds)))))
+
+(defun opendev-snapshot--poll ()
+  (cond ((null opendev-snapshot--queue) (opendev-snapshot--stop-timer))
+        ((opendev-snapshot--idle-p) (opendev-snapshot-ask-when-idle))))
+
+(defun opendev-snapshot--ensure-timer ()
+  (when (and opendev-snapshot--queue (not opendev-snapshot--timer))
+    (add-hook 'pre-command-hook #'opendev-snapshot--count-command)
+    (setq opendev-snapshot--timer (run-with-timer 0.25 0.25 #'opendev-snapshot--poll))))
+
+(defun opendev-snapshot--stop-timer ()
+  (remove-hook 'pre-command-hook #'opendev-snapshot--count-command)
+  (setq opendev-snapshot--answered nil)
+  (when opendev-snapshot--timer
+    (cancel-timer opendev-snapshot--timer)
+    (setq opendev-snapshot--timer nil)))
+
+(defun opendev-snapshot--still-interrupted (connection session)
+  "SESSION as the server lists it now, if it is still interrupted, else nil."
+  (condition-case nil
+      (let ((result (opendev-snapshot--send-sync
+                     connection "opendev/snapshot.listIncomplete"
+                     (list :projectDir (or (opendev-snapshot--root connection) (plist-get session :projectDir))
+                           :status "interrupted"))))
+        (cl-find (plist-get session :sessionId) (append (plist-get result :sessions) nil)
+                 :key (lambda (s) (plist-get s :sessionId)) :test #'equal))
+    (error session)))
+
+(defun opendev-snapshot--ask (connection session)
+  (let* ((prompt (format-prompt (opendev-snapshot-question session) "Later"))
+         (answer "Later"))
+    (setq opendev-snapshot--asking t)
+    (unwind-protect
+        (setq answer (or (with-local-quit
+                           (completing-read prompt '("Recover" "Discard" "Later") nil t nil nil "Later"))
+                         "Later"))
+      (setq opendev-snapshot--asking nil))
+    (push (list :id (plist-get session :sessionId) :prompt prompt :answer answer) opendev-snapshot-asked)
+    (setq opendev-snapshot--answered (cons (float-time) opendev-snapshot--command-count))
+    (opendev-snapshot--act connection session answer)))
+
+(defun opendev-snapshot-ask-when-idle ()
+  "Ask the next queued question, unless the user is busy.
+Run when the user is idle."
+  (cond
+   ((null opendev-snapshot--queue) (opendev-snapshot--stop-timer))
+   ((opendev-snapshot--user-busy-p) nil)
+   (t
+    (let* ((item (pop opendev-snapshot--queue))
+           (connection (car item)))
+      (when (opendev-snapshot--live-p connection)
+        ;; Ask only if it is still interrupted (it may have been resumed or
+        ;; discarded elsewhere while the question waited), with fresh numbers.
+        (let ((fresh (opendev-snapshot--still-interrupted connection (cdr item))))
+          (when fresh
+            (opendev-snapshot--ask connection fresh))))
+      (unless opendev-snapshot--queue (opendev-snapshot--stop-timer))))))
+
+(defun opendev-snapshot--enqueue (connection session)
+  (unless (cl-find (plist-get session :sessionId) opendev-snapshot--queue
+                   :key (lambda (item) (plist-get (cdr item) :sessionId)) :test #'equal)
+    (setq opendev-snapshot--queue (append opendev-snapshot--queue (list (cons connection session))))
+    (opendev-snapshot--ensure-timer)))
+
+(defun opendev-snapshot--session-in (message)
+  "The known session MESSAGE names.
+The longest id that appears there as a word."
+  (let (best)
+    (maphash (lambda (id session)
+               (when (and (string-match (concat "\\(?:\\`\\|[^[:alnum:]_.-]\\)" (regexp-quote id) "\\(?:\\'\\|[^[:alnum:]_-]\\)") message)
+                          (or (null best) (> (length id) (length (plist-get best :sessionId)))))
+                 (setq best session)))
+             opendev-snapshot--known)
+    best))
+
+;;; What the front ends call for the server's messages
+
+(defun opendev-snapshot--on-recoverable (connection params)
+  "opendev/recoverableSessions from CONNECTION: remember, count, say so."
+  (let* ((folder (plist-get params :workspaceFolder))
+         (sessions (append (plist-get params :sessions) nil))
+         (root (opendev-snapshot--uri-to-path (plist-get folder :uri))))
+    (unless (opendev-snapshot--root connection)
+      (opendev-snapshot--register connection root))
+    (setf (alist-get (plist-get folder :uri) opendev-snapshot-recoverable nil nil #'equal) sessions)
+    (dolist (s sessions) (puthash (plist-get s :sessionId) s opendev-snapshot--known))
+    (let ((r (opendev-snapshot--root connection)))
+      (when r (puthash r (max (length sessions) (gethash r opendev-snapshot--counts 0)) opendev-snapshot--counts)))
+    (force-mode-line-update t)
+    (opendev-snapshot--refresh-count connection)
+    (message "OpenDev: %d interrupted session%s in %s (M-x opendev-snapshot-sessions)"
              (length sessions) (if (= (length sessions) 1) "" "s")
              ;; eglot 1.9 names a folder by its full path
-             (file-name-nondirectory (directory-file-name (plist-get workspaceFolder :name)))
-             (mapconcat (lambda (s) (plist-get s :sessionId)) sessions ", "))))
+             (file-name-nondirectory (directory-file-name (or (plist-get folder :name) "?"))))))
 
-(cl-defmethod eglot-handle-notification
-  ((_server opendev-snapshot-server) (_method (eql opendev/recoverSession)) &key session)
-  "Open a terminal resuming SESSION."
-  (push (plist-get session :sessionId) opendev-snapshot-recovered)
-  ;; Not from inside the process filter: the prompt may still be answering.
-  (run-at-time 0 nil #'opendev-snapshot-open-terminal session))
+(defun opendev-snapshot--on-recover (_connection session)
+  "opendev/recoverSession: recover SESSION (outside the process filter)."
+  (run-at-time 0 nil #'opendev-snapshot-recover session))
 
-(cl-defmethod eglot-handle-notification
-  ((_server opendev-snapshot-server) (_method (eql $/progress)) &key token value)
-  "Show cleanup progress."
-  (when (and (stringp token) (string-prefix-p "opendev-cleanup-" token))
-    (message "OpenDev cleanup: %s%s"
-             (or (plist-get value :title) (plist-get value :message) "")
-             (if (plist-get value :percentage) (format " (%d%%)" (plist-get value :percentage)) ""))))
+(defun opendev-snapshot--on-question (connection message)
+  "Queue the window/showMessageRequest MESSAGE from CONNECTION.
+The answer to the server is null."
+  (let ((session (opendev-snapshot--session-in (or message ""))))
+    (if session
+        (opendev-snapshot--enqueue connection session)
+      (message "OpenDev: %s (M-x opendev-snapshot-sessions)" message))
+    nil))
 
 ;;; Commands
-
-(defun opendev-snapshot--command (server command session-id)
-  (jsonrpc-request server :workspace/executeCommand
-                   (list :command command :arguments (vector session-id))))
 
 ;;;###autoload
 (defun opendev-snapshot-sessions (&optional all)
   "Pick an incomplete session of this project, then Recover or Discard it.
 With a prefix argument ALL, list the sessions of every project."
   (interactive "P")
-  (let* ((server (opendev-snapshot--server))
-         (result (jsonrpc-request server :opendev/snapshot.listIncomplete
-                                  (if all
-                                      (make-hash-table) ; {}: every project
-                                    (list :projectDir (opendev-snapshot--root server)))))
+  (let* ((connection (opendev-snapshot--connection))
+         (result (opendev-snapshot--send-sync connection "opendev/snapshot.listIncomplete"
+                                              (if all
+                                                  (make-hash-table) ; {}: every project
+                                                (list :projectDir (opendev-snapshot--root connection)))))
          (sessions (append (plist-get result :sessions) nil)))
+    (dolist (s sessions) (puthash (plist-get s :sessionId) s opendev-snapshot--known))
     (if (null sessions)
         (message "OpenDev: no incomplete sessions")
       (let* ((choices (mapcar (lambda (s) (cons (opendev-snapshot-describe s) s)) sessions))
              (session (cdr (assoc (completing-read "OpenDev session: " choices nil t) choices)))
-             (id (plist-get session :sessionId))
-             (action (completing-read (format "Session %s: " id) '("Recover" "Discard") nil t)))
-        (pcase action
-          ("Recover" (opendev-snapshot--command server "opendev.snapshot.recover" id))
-          ("Discard"
-           (let ((r (opendev-snapshot--command server "opendev.snapshot.discard" id)))
-             (message (if (eq (plist-get r :removed) t)
-                          "OpenDev: discarded %s" "OpenDev: %s was already gone")
-                      id))))))))
+             (action (completing-read (format "Session %s: " (plist-get session :sessionId))
+                                      '("Recover" "Discard") nil t)))
+        (opendev-snapshot--act connection session action)))))
+
+(defun opendev-snapshot--trash-entries (connection)
+  (append (plist-get (opendev-snapshot--send-sync connection "opendev/snapshot.listTrash" (make-hash-table))
+                     :entries)
+          nil))
+
+(defun opendev-snapshot--describe-trash-entry (entry)
+  (format "%s  discarded %s ago  %s"
+          (plist-get entry :sessionId)
+          (opendev-snapshot--age (- (opendev-snapshot--now-ms) (or (plist-get entry :removedAtMs) 0)))
+          (or (plist-get (plist-get entry :snapshot) :projectDir) "")))
+
+;;;###autoload
+(defun opendev-snapshot-restore (session-id)
+  "Bring SESSION-ID back from the trash (a unique prefix of an id will do).
+Interactively, pick from the trash; RET takes the session discarded last."
+  (interactive
+   (let* ((entries (opendev-snapshot--trash-entries (opendev-snapshot--connection)))
+          (choices (mapcar (lambda (e) (cons (opendev-snapshot--describe-trash-entry e) e)) entries))
+          (default (or (car (cl-find opendev-snapshot--last-discarded choices
+                                     :key (lambda (c) (plist-get (cdr c) :sessionId)) :test #'equal))
+                       (caar choices))))
+     (unless entries (user-error "OpenDev: the trash is empty"))
+     (let ((picked (completing-read (format-prompt "Restore discarded session" default) choices nil nil nil nil default)))
+       (list (if (assoc picked choices) (plist-get (cdr (assoc picked choices)) :sessionId) picked)))))
+  (let* ((connection (opendev-snapshot--connection))
+         (ids (delete-dups (mapcar (lambda (e) (plist-get e :sessionId)) (opendev-snapshot--trash-entries connection))))
+         (matches (if (member session-id ids) (list session-id)
+                    (cl-remove-if-not (lambda (id) (string-prefix-p session-id id)) ids)))
+         (id (cond ((= (length matches) 1) (car matches))
+                   ((null matches) session-id) ; the server says why
+                   (t (user-error "OpenDev: %s matches %s: give more of the id"
+                                  session-id (string-join matches ", "))))))
+    (condition-case err
+        (let ((listing (opendev-snapshot--send-sync connection "opendev/snapshot.restore" (list :sessionId id))))
+          (opendev-snapshot--refresh-count connection)
+          (message "OpenDev: restored %s (%s)" id (or (plist-get listing :status) "back"))
+          listing)
+      (opendev-snapshot-error
+       (let ((e (cdr err)))
+         (user-error "OpenDev: cannot restore %s: %s" id
+                     (pcase (plist-get e :code)
+                       (-32001 "it is not in the trash")
+                       (-32003 "a session with that id exists again; the trashed copy stays in the trash")
+                       (_ (plist-get e :message)))))))))
 
 (defvar opendev-snapshot--token-counter 0)
 
-(defun opendev-snapshot--cleanup (server max-age-ms dry-run)
-  (jsonrpc-request server :opendev/snapshot.cleanup
-                   (list :maxAgeMs max-age-ms :dryRun (if dry-run t :json-false)
-                         :workDoneToken (format "opendev-cleanup-%d-%d" (emacs-pid)
-                                                (cl-incf opendev-snapshot--token-counter)))))
+(defun opendev-snapshot--cleanup (connection max-age-ms dry-run)
+  (opendev-snapshot--send-sync
+   connection "opendev/snapshot.cleanup"
+   (list :maxAgeMs max-age-ms :dryRun (if dry-run t :json-false)
+         :workDoneToken (format "opendev-cleanup-%d-%d" (emacs-pid)
+                                (cl-incf opendev-snapshot--token-counter)))))
 
 ;;;###autoload
 (defun opendev-snapshot-cleanup (age &optional force)
-  "Remove snapshots older than AGE (90s, 30m, 12h, 7d); running sessions stay.
+  "Move snapshots older than AGE (90s, 30m, 12h, 7d) to the trash.
+Running sessions stay.
 Shows how many would go and asks first, unless FORCE (prefix argument)."
   (interactive (list (read-string "Remove snapshots older than (90s, 30m, 12h, 7d): " nil nil "7d")
                      current-prefix-arg))
   (let ((ms (or (opendev-snapshot-parse-duration age)
                 (user-error "OpenDev: not an age: %s (use 90s, 30m, 12h, 7d)" age)))
-        (server (opendev-snapshot--server)))
-    (let ((preview (if force nil (opendev-snapshot--cleanup server ms t))))
+        (connection (opendev-snapshot--connection)))
+    (let ((preview (if force nil (opendev-snapshot--cleanup connection ms t))))
       (cond
        ((and preview (zerop (plist-get preview :removedCount)))
         (message "OpenDev: no snapshot older than %s" age))
        ((or force
-            (yes-or-no-p (format "Remove %d snapshot(s) older than %s (%s)? "
+            (yes-or-no-p (format "Move %d snapshot(s) older than %s to the trash (%s)? "
                                  (plist-get preview :removedCount) age
                                  (mapconcat #'identity (plist-get preview :sessionIds) ", "))))
-        (let ((r (opendev-snapshot--cleanup server ms nil)))
-          (message "OpenDev: removed %d snapshot(s) older than %s" (plist-get r :removedCount) age)))))))
+        (let ((r (opendev-snapshot--cleanup connection ms nil)))
+          (opendev-snapshot--refresh-count connection)
+          (message "OpenDev: moved %d snapshot(s) older than %s to the trash (M-x opendev-snapshot-restore)"
+                   (plist-get r :removedCount) age)))))))
+
+(defun opendev-snapshot--on-progress (token value)
+  "Show cleanup progress ($/progress with our TOKEN)."
+  (when (and (stringp token) (string-prefix-p "opendev-cleanup-" token))
+    (message "OpenDev cleanup: %s%s"
+             (or (plist-get value :title) (plist-get value :message) "")
+             (if (plist-get value :percentage) (format " (%d%%)" (plist-get value :percentage)) ""))))
+
+(declare-function opendev-snapshot-eglot-register "opendev-snapshot-eglot")
+(declare-function opendev-snapshot-lsp-register "opendev-snapshot-lsp")
+
+;;;###autoload
+(defun opendev-snapshot-setup (&optional front-end)
+  "Register the snapshot server for `opendev-snapshot-modes'.
+FRONT-END is `eglot' (the default) or `lsp-mode'."
+  ;; Registered when the front end loads (M-x eglot or M-x lsp loads it), so
+  ;; this costs nothing at start-up.
+  (pcase (or front-end 'eglot)
+    ('eglot (with-eval-after-load 'eglot
+              (require 'opendev-snapshot-eglot)
+              (opendev-snapshot-eglot-register)))
+    ('lsp-mode (with-eval-after-load 'lsp-mode
+                 (require 'opendev-snapshot-lsp)
+                 (opendev-snapshot-lsp-register)))
+    (other (user-error "OpenDev: unknown front end %S (use eglot or lsp-mode)" other)))
+  (opendev-snapshot--install-mode-line))
 
 (provide 'opendev-snapshot)
 ;;; opendev-snapshot.el ends here

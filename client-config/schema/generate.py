@@ -4,7 +4,7 @@
     python client-config/schema/generate.py          # (re)write the *.schema.json files here
     python client-config/schema/generate.py --check  # exit 1 if they differ from the models
 
-One file per entry of ``opendev_snapshot.core.models.WIRE_MODELS``, named
+One file per entry of ``opendev_snapshot.server.models.WIRE_MODELS``, named
 ``<Model>.schema.json``: JSON Schema draft 2020-12, camelCase property names
 (the wire aliases; the server also accepts the snake_case disk names), in
 pydantic's validation mode (what the server accepts; results carry every
@@ -24,7 +24,7 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 def schemas() -> dict:
     """File name -> file content, for every wire model."""
-    from opendev_snapshot.core.models import WIRE_MODELS
+    from opendev_snapshot.server.models import WIRE_MODELS
 
     out = {}
     for name, model in sorted(WIRE_MODELS.items()):

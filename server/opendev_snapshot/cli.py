@@ -76,10 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remove", parents=[common], help="remove one session's snapshot")
     p.add_argument("session_id", metavar="ID")
 
-    p = sub.add_parser("serve", parents=[common], help="run the JSON-RPC server (stdio by default)")
-    p.add_argument("--tcp", action="store_true", help="listen on TCP instead of stdio")
-    p.add_argument("--host", default="127.0.0.1", help="TCP host (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=2087, help="TCP port (default 2087)")
+    from .server.args import add_serve_arguments
+
+    add_serve_arguments(sub.add_parser("serve", parents=[common], help="run the JSON-RPC server (stdio by default)"))
     return parser
 
 
@@ -154,7 +153,7 @@ def _cost(value: float) -> str:
 
 
 def cmd_list(args, out) -> int:
-    from .core.wire import list_result_to_wire
+    from .server.wire import list_result_to_wire
 
     store = _store(args)
     progress = Progress("scanning snapshots")
@@ -197,7 +196,7 @@ def cmd_list(args, out) -> int:
 
 def cmd_show(args, out) -> int:
     from .core.validation import check_session_id
-    from .core.wire import listing_to_wire
+    from .server.wire import listing_to_wire
 
     check_session_id(args.session_id)
     store = _store(args)
@@ -281,7 +280,7 @@ def cmd_remove(args, out) -> int:
 
 def cmd_serve(args, out) -> int:
     try:
-        from .server.app import run
+        from .server.args import run
     except ImportError as exc:  # pragma: no cover - packaging error
         raise CliError(f"the server is not available: {exc}") from exc
     return run(args)

@@ -6,6 +6,10 @@ and answers prompts by a policy the test chooses. ``send_raw`` writes a
 hand-made frame (e.g. a request with no ``params`` key) and waits for its
 answer. Every wait has a timeout, so a server that never answers fails the
 test instead of hanging it.
+
+Exactly one reply per request id: both clients here record every answer
+the server sends, and a second answer to an id is a test failure (the
+session fails at its end, ``RawClient`` at once), never an overwrite.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any, Callable
 from lsprotocol import types
 from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import register_lsp_features
+from pytest_lsp.protocol import LanguageClientProtocol
 
 from opendev_snapshot.server.rpc import converter_factory
 
@@ -34,11 +39,8 @@ TIMEOUT = 10.0
 
 
 def server_command(*extra: str) -> list:
-    """``python -m opendev_snapshot serve`` once the CLI dispatches it."""
-    cli = ROOT / "server" / "opendev_snapshot" / "cli.py"
-    if cli.exists() and "server.app" in cli.read_text():
-        return [sys.executable, "-m", "opendev_snapshot", *extra, "serve"]
-    return [sys.executable, "-m", "opendev_snapshot.server", *extra]
+    """``python -m opendev_snapshot [global options] serve``."""
+    return [sys.executable, "-m", "opendev_snapshot", *extra, "serve"]
 
 
 def server_env(snapshot_dir, **extra) -> dict:
@@ -114,27 +116,35 @@ class Harness:
     def notify(self, method: str, params: Any = None) -> None:
         self.client.protocol.notify(method, params)
 
-    async def send_raw(self, message: dict | bytes, timeout: float = TIMEOUT):
-        """Write one hand-made frame; for requests, wait for and return the answer.
+    async def send_raw(self, message: dict | bytes, timeout: float = TIMEOUT, *, answer_id=None):
+        """Write one hand-made frame; for requests (or ``answer_id``), wait for the answer.
 
-        Returns ``("result", value)`` or ``("error", ResponseError-like)``.
+        Returns ``("result", value)`` or ``("error", ResponseError)``.
         """
         protocol = self.client.protocol
-        future: Future | None = None
-        if isinstance(message, dict) and "id" in message:
-            future = Future()
-            protocol._request_futures[message["id"]] = future
+        msg_id = message.get("id") if isinstance(message, dict) else answer_id
+        future = None
+        if msg_id is not None:
+            future = asyncio.get_running_loop().create_future()
+            protocol.raw_waiting[msg_id] = future
         body = message if isinstance(message, bytes) else json.dumps(message).encode()
         protocol.writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         if future is None:
             return None
         try:
-            value = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise AssertionError(f"no answer within {timeout}s to {message!r}") from None
-        except Exception as exc:  # JsonRpcException from an error response
-            return ("error", exc)
-        return ("result", value)
+
+    async def wait_null_id_error(self, count: int = 1, timeout: float = TIMEOUT) -> list:
+        """The errors the server sent with ``"id": null`` (unparsable or unidentifiable requests)."""
+        errors = self.client.protocol.null_id_errors
+        await self.wait_until(lambda: len(errors) >= count, timeout, f"{count} error(s) with id null")
+        return errors
+
+    def assert_one_reply_per_id(self) -> None:
+        dupes = self.client.protocol.duplicates()
+        assert not dupes, f"the server answered these request ids more than once: {dupes}"
 
     @property
     def process(self):
@@ -146,8 +156,42 @@ class Harness:
         return await asyncio.wait_for(self.process.wait(), timeout)
 
 
+class CountingProtocol(LanguageClientProtocol):
+    """pytest-lsp's client protocol that counts the server's answers per id,
+    remembers the ids of the server's own requests, and hands answers to
+    ``send_raw`` frames back to the harness."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.answered: dict = {}  # id -> number of answers
+        self.server_request_ids: list = []
+        self.raw_waiting: dict = {}  # id -> asyncio.Future (send_raw)
+        self.null_id_errors: list = []  # answers with "id": null (parse errors, invalid requests)
+
+    def handle_message(self, message):
+        method = getattr(message, "method", None)
+        msg_id = getattr(message, "id", None)
+        if method is None and hasattr(message, "id"):  # an answer (result or error)
+            if msg_id is None:
+                self.null_id_errors.append(getattr(message, "error", None))
+                return
+            self.answered[msg_id] = self.answered.get(msg_id, 0) + 1
+            waiter = self.raw_waiting.pop(msg_id, None) if msg_id is not None else None
+            if waiter is not None:
+                error = getattr(message, "error", None)
+                if not waiter.done():
+                    waiter.set_result(("error", error) if error is not None else ("result", message.result))
+                return
+        elif method is not None and hasattr(message, "id"):
+            self.server_request_ids.append(msg_id)
+        super().handle_message(message)
+
+    def duplicates(self) -> dict:
+        return {k: n for k, n in self.answered.items() if n > 1 and k is not None}
+
+
 def make_client() -> LanguageClient:
-    client = LanguageClient(converter_factory=converter_factory)
+    client = LanguageClient(converter_factory=converter_factory, protocol_cls=CountingProtocol)
     register_lsp_features(client)
     return client
 
@@ -224,6 +268,7 @@ async def session(
             )
             harness.result = await asyncio.wait_for(lsp.initialize_session(params), TIMEOUT)
         yield harness
+        harness.assert_one_reply_per_id()
     finally:
         proc = lsp._server
         if proc is not None and proc.returncode is None:
@@ -242,6 +287,8 @@ class RawClient:
     def __init__(self, proc) -> None:
         self.proc = proc
         self._next = 0
+        self.answered: set = set()
+        self.backlog: list = []  # messages read while waiting for something else
 
     @classmethod
     async def start(cls, snapshot_dir, *args, env=None, cmd=None, **kwargs) -> "RawClient":
@@ -260,6 +307,9 @@ class RawClient:
         self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
     async def recv(self, timeout: float = TIMEOUT) -> dict:
+        if self.backlog:
+            return self.backlog.pop(0)
+
         async def read():
             head = await self.proc.stdout.readuntil(b"\r\n\r\n")
             length = None
@@ -267,9 +317,22 @@ class RawClient:
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             assert length is not None, head
-            return json.loads(await self.proc.stdout.readexactly(length))
+            message = json.loads(await self.proc.stdout.readexactly(length))
+            if "method" not in message and message.get("id") is not None:
+                assert message["id"] not in self.answered, f"a second answer to request {message['id']!r}: {message}"
+                self.answered.add(message["id"])
+            return message
 
         return await asyncio.wait_for(read(), timeout)
+
+    async def drain(self, timeout: float = TIMEOUT) -> list:
+        """Every message until end of output (each checked by ``recv``)."""
+        out = []
+        while True:
+            try:
+                out.append(await self.recv(timeout))
+            except asyncio.IncompleteReadError:
+                return out
 
     async def request(self, method: str, params=None, timeout: float = TIMEOUT) -> dict:
         self._next += 1
@@ -282,6 +345,18 @@ class RawClient:
             reply = await self.recv(timeout)
             if reply.get("id") == msg_id and "method" not in reply:
                 return reply
+
+    async def request_with_id(self, msg_id, method: str, params=None, timeout: float = TIMEOUT) -> dict:
+        """A request with the caller's id; notifications and server requests read meanwhile are kept."""
+        message = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        while True:
+            reply = await self.recv(timeout)
+            if reply.get("id") == msg_id and "method" not in reply:
+                return reply
+            self.backlog.append(reply)
 
     def notify(self, method: str, params=None) -> None:
         message = {"jsonrpc": "2.0", "method": method}

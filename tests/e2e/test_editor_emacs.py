@@ -1,103 +1,194 @@
-"""Emacs + eglot: ``opendev-snapshot.el``, loaded as the README tells users, against the real server.
+"""Emacs (eglot and lsp-mode): ``opendev-snapshot.el``, loaded as the README tells users, against the real server.
 
-``emacs --batch`` (Debian's emacs-nox 28 with elpa-eglot 1.9) loads the
-README's init block (the checkout path replaced by this one; preceded by
-``(package-initialize)``, which an interactive Emacs does by itself at
-start-up), opens a file of a project holding interrupted sessions and
-starts eglot as ``M-x eglot`` does. ``editors/emacs_driver.el`` plays the
-user: its ``completing-read`` answers eglot's own showMessageRequest
-prompts, then it runs ``opendev-snapshot-sessions`` (plain and with C-u)
-and ``opendev-snapshot-cleanup``.
+``emacs --batch`` (Debian's emacs-nox 28 with elpa-eglot 1.9 and
+elpa-lsp-mode 8) loads the README's init block for the front end (the
+checkout path replaced by this one; the server named by its path in
+``.venv``; preceded by ``(package-initialize)``, which an interactive Emacs
+does by itself at start-up), opens a file of a project holding interrupted
+sessions and starts the front end as the user would. ``editors/emacs_driver.el``
+plays the user: its ``completing-read`` answers the questions, then it runs
+``opendev-snapshot-restore``, ``opendev-snapshot-sessions`` (plain and with
+C-u) and ``opendev-snapshot-cleanup``. Batch Emacs is never idle, so the
+driver runs the package's idle-timer function where a user would pause.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from editors.support import (
-    ANSWERS,
-    CLIENT_CONFIG,
+    DIES_ID,
     DISCARD_ID,
+    HELD_ID,
     LATER_ID,
+    NOTEBOOK_ID,
+    NOTEBOOK_NAME,
     OTHER_ID,
+    PROMPTED_ON_OPEN,
     RECOVER_ID,
-    ROOT,
     RUNNING_ID,
     clean_env,
+    fake_resume_program,
     make_scenario,
-    readme_block,
     require,
     run,
-    server_executable,
+    user_config,
 )
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(240)
 
 DRIVER = Path(__file__).parent / "editors" / "emacs_driver.el"
-LISP = CLIENT_CONFIG / "emacs" / "opendev-snapshot.el"
+LISP_DIR = Path(__file__).resolve().parents[2] / "client-config" / "emacs"
 PACKAGES = "(require 'package)\n(package-initialize)\n"
+# The test's own settings: more questions than the default 3, and no other
+# lsp-mode clients (they would look for pylsp and friends and ask to install them).
+IDLE_S = 0.5
+SETTINGS = f"(setq opendev-snapshot-max-prompts 5 opendev-snapshot-prompt-idle-seconds {IDLE_S})\n(setq lsp-client-packages nil)\n"
+# "RET" answers with the default.
+ANSWERS = {RECOVER_ID: "Recover", DISCARD_ID: "Discard", NOTEBOOK_ID: "Recover", LATER_ID: "RET", DIES_ID: "RET"}
 
 
-def emacs_env(home: Path, **extra) -> dict:
-    bindir = os.path.dirname(server_executable())
-    return clean_env(PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}", HOME=home, **extra)
+def emacs_env(home: Path, path: str, **extra) -> dict:
+    return clean_env(PATH=path, HOME=home, **extra)
 
 
 def test_byte_compiles_without_warnings(tmp_path):
     emacs = require("emacs")
-    copy = tmp_path / LISP.name
-    copy.write_text(LISP.read_text())
-    code = PACKAGES + "(setq byte-compile-error-on-warn t)"
-    proc = run([emacs, "--batch", "--eval", f"(progn {code})", "-f", "batch-byte-compile", str(copy)],
-               env=emacs_env(tmp_path), cwd=tmp_path)
-    assert proc.returncode == 0 and copy.with_suffix(".elc").exists(), proc.stderr
+    for lisp in LISP_DIR.glob("*.el"):
+        (tmp_path / lisp.name).write_text(lisp.read_text())
+    files = sorted(p.name for p in tmp_path.glob("*.el"))
+    assert files == ["opendev-snapshot-eglot.el", "opendev-snapshot-lsp.el", "opendev-snapshot.el"]
+    code = PACKAGES + f'(add-to-list \'load-path "{tmp_path}")(setq byte-compile-error-on-warn t)'
+    proc = run([emacs, "--batch", "--eval", f"(progn {code})", "-f", "batch-byte-compile", *files],
+               env=emacs_env(tmp_path, "/usr/bin:/bin"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.glob("*.elc")) == [f.replace(".el", ".elc") for f in files], proc.stderr
 
 
-def test_emacs_eglot_scenario(tmp_path):
+@pytest.mark.parametrize("front_end", ["eglot", "lsp-mode"])
+def test_emacs_scenario(tmp_path, front_end):
     emacs = require("emacs")
-    s = make_scenario(tmp_path)
-    block = readme_block("emacs-setup", "elisp")
-    assert "~/src/opendev-snapshot" in block
+    s = make_scenario(tmp_path, holders=True)
+    try:
+        _scenario(emacs, tmp_path, s, front_end)
+    finally:
+        s.stop()
+
+
+def _scenario(emacs, tmp_path, s, front_end):
+    marker = tmp_path / "resumed.txt"
+    block = user_config("emacs-setup" if front_end == "eglot" else "emacs-lsp-setup", "elisp")
     init = tmp_path / "init.el"
-    init.write_text(PACKAGES + block.replace("~/src/opendev-snapshot", str(ROOT)))
+    init.write_text(PACKAGES + SETTINGS + block)
     result_file = tmp_path / "emacs-result.json"
     config = {
         "result": str(result_file),
+        "front_end": front_end,
         "project": str(s.project),
         "answers": ANSWERS,
-        "ids": {"recover": RECOVER_ID, "discard": DISCARD_ID, "later": LATER_ID, "other": OTHER_ID},
+        "prompted_on_open": PROMPTED_ON_OPEN,
+        "dies_pid": next(h.pid for h in s.holders if h.session_id == DIES_ID),
+        "ids": {"recover": RECOVER_ID, "discard": DISCARD_ID, "notebook": NOTEBOOK_ID, "later": LATER_ID,
+                "held": HELD_ID, "dies": DIES_ID, "other": OTHER_ID},
         "files": {"discard": str(s.files[DISCARD_ID]), "later": str(s.files[LATER_ID]), "other": str(s.files[OTHER_ID])},
-    }
+        "fake_program": str(fake_resume_program(s)),
+        "fake_program_text": f'#!/bin/sh\nprintf "%s\\n" "$*" "$(pwd)" > "{marker}"\n',
+        "fake_marker": str(marker),
+    }  # fmt: skip
     home = tmp_path / "home"
     home.mkdir()
-    env = emacs_env(home, OPENDEV_SNAPSHOT_DIR=s.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
+    env = emacs_env(home, s.path_env(), OPENDEV_SNAPSHOT_DIR=s.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
     proc = run([emacs, "--batch", "-l", str(init), "-l", str(DRIVER)], env=env, cwd=s.project)
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     assert proc.returncode == 0 and "error" not in result, (
         f"emacs failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr[-4000:]}\n{result}"
     )
 
-    assert result["server_class"] == "opendev-snapshot-server"
-    # The notification reached the handler, with the three interrupted sessions.
-    assert result["recoverable"] == [[RECOVER_ID, DISCARD_ID, LATER_ID]]
-    assert any("3 interrupted sessions in my project" in m for m in result["messages"])
-    # eglot's prompt, answered once per session, never for the running one.
-    assert sorted(p["id"] for p in result["prompts"]) == sorted(ANSWERS)
-    assert all(p["items"] == ["Recover", "Discard", "Later"] for p in result["prompts"])
-    # Recover from the prompt and from the command: resume terminals.
-    assert result["recovered"] == [RECOVER_ID, LATER_ID]
-    assert sorted(result["terminals"]) == sorted([RECOVER_ID, LATER_ID])
-    assert sorted(result["terminal_commands"]) == sorted(f"opendev --resume {i}" for i in (RECOVER_ID, LATER_ID))
+    # The notification reached the handler, with the four interrupted sessions.
+    assert result["recoverable"][0] == PROMPTED_ON_OPEN
+    assert any("4 interrupted sessions in my project" in m for m in result["messages"])
+    # No question from the process filter (eglot's and lsp-mode's own handlers
+    # would open a minibuffer there); none while a minibuffer is in use.
+    assert result["asked_before_idle"] == 0 and result["asked_before_idle_2"] == 0
+    assert result["asked_with_minibuffer"] == 0
+    # (batch Emacs is never idle: nothing would have asked by itself)
+    assert result["poll_timer"] is True and result["idle_p_before"] is False
+    # Then one question after another, in order, each after a pause with no
+    # command; Later the default (RET), nothing pre-filled.
+    asked = result["asked"]
+    assert [a["id"] for a in asked[:5]] == PROMPTED_ON_OPEN + [DIES_ID], asked
+    times = [a["at"] for a in asked[:5]]
+    assert all(b - a >= IDLE_S for a, b in zip(times, times[1:])), times
+    assert result["queue_after"] == 0
+    for a in asked[:5]:
+        assert sorted(a["items"]) == ["Discard", "Later", "Recover"]
+        assert a["default"] == "Later" and a["initial"] is None and "(default Later)" in a["prompt"]
+    assert RUNNING_ID not in [a["id"] for a in asked] and HELD_ID not in [a["id"] for a in asked]
+    assert result["mode_line_on_open"].startswith(" OpenDev:") and result["in_global_mode_string"] is True
+
+    # Recover with `opendev` missing: guidance in *Warnings*, snapshot kept, no terminal.
+    guidance = result["guidance"].replace("‘", "`").replace("’", "'")  # format-message's curved quotes
+    assert "`opendev' is not installed" in guidance and "opendev-snapshot-resume-command" in guidance
+    assert "snapshot is kept" in guidance
+    assert result["terminals_after_prompts"] == []
+    # The notebook session: where the notebook is and the recover command, in the kill ring.
+    assert result["kill_ring_head"] == f"%opendev recover {NOTEBOOK_ID}"
+    assert NOTEBOOK_NAME in result["notebook_help"] and "opendev --resume" not in result["notebook_help"]
+    # Discard said how to undo; restore's default was the session discarded last.
+    assert "M-x opendev-snapshot-restore" in result["discard_message"]
+    assert result["restore_default"].startswith(DISCARD_ID + "  ")
+    # Recover once `opendev` exists: a terminal ran it in the project directory.
+    assert marker.read_text().splitlines() == [f"--resume {RECOVER_ID}", str(s.project)]
+    assert result["terminals"] == [RECOVER_ID]
+    assert result["recovered"] == [NOTEBOOK_ID, RECOVER_ID]
+    # Discard of a running session: refused, with the holder.
+    assert "nothing was discarded" in result["running_message"] and "pid" in result["running_message"]
     # The sessions command: this project, and every project with C-u.
-    assert sorted(n.split()[0] for n in result["listed"]) == sorted([RECOVER_ID, LATER_ID, RUNNING_ID])
-    assert sorted(n.split()[0] for n in result["listed_all"]) == sorted([RECOVER_ID, RUNNING_ID, OTHER_ID])
+    listed = {n.split()[0] for n in result["listed"]}
+    assert {RECOVER_ID, LATER_ID, RUNNING_ID, HELD_ID, NOTEBOOK_ID, DISCARD_ID} <= listed and OTHER_ID not in listed
+    assert OTHER_ID in {n.split()[0] for n in result["listed_all"]}
     assert result["actions"] == ["Recover", "Discard"]
     assert "7d" in result["confirm"] and OTHER_ID in result["confirm"]
-    assert any("removed 1 snapshot(s) older than 7d" in m for m in result["messages"])
     assert result["server_alive_after_shutdown"] is False
-    # On disk.
-    assert not s.exists(DISCARD_ID) and not s.exists(LATER_ID) and not s.exists(OTHER_ID)
-    assert s.exists(RECOVER_ID) and s.exists(RUNNING_ID)
+
+    # On disk: Discard + Undo gave the same bytes back; nothing else was touched but the cleanup.
+    for sid in (DISCARD_ID, LATER_ID, RECOVER_ID, NOTEBOOK_ID, RUNNING_ID, HELD_ID):
+        assert s.read(sid) == s.original[sid], sid
+    assert not s.exists(OTHER_ID)
+
+
+@pytest.mark.parametrize("front_end", ["eglot", "lsp-mode"])
+def test_server_missing_says_how_to_install_it(tmp_path, front_end):
+    """A first start without the server: one clear message naming the setting, no backtrace."""
+    from editors.support import ROOT, VENV_EXE, readme_block
+
+    emacs = require("emacs")
+    block = readme_block("emacs-setup" if front_end == "eglot" else "emacs-lsp-setup", "elisp")
+    block = block.replace(VENV_EXE, str(tmp_path / "nowhere" / "opendev-snapshot")).replace("~/src/opendev-snapshot", str(ROOT))
+    project = tmp_path / "p"
+    (project / ".git").mkdir(parents=True)
+    out = tmp_path / "out.txt"
+    start = "(call-interactively #'eglot)" if front_end == "eglot" else (
+        f"(require 'lsp-mode) (lsp-workspace-folders-add \"{project}\") (call-interactively #'lsp)"
+    )
+    script = f"""
+(defvar seen nil)
+(advice-add 'display-warning :before (lambda (_type msg &rest _) (push (concat "warning: " msg) seen)))
+(find-file "{project}/x.py")
+(condition-case err (progn {start}) (error (push (concat "error: " (error-message-string err)) seen)))
+(with-temp-file "{out}" (insert (mapconcat #'identity (reverse seen) "\\n")))
+(kill-emacs 0)
+"""
+    init = tmp_path / "init.el"
+    init.write_text(PACKAGES + SETTINGS + block)
+    driver = tmp_path / "driver.el"
+    driver.write_text(script)
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = run([emacs, "--batch", "-l", str(init), "-l", str(driver)], env=emacs_env(home, "/usr/bin:/bin"), cwd=project)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = out.read_text()
+    assert "is not installed or not on `exec-path'" in seen and "opendev-snapshot-server-command" in seen, seen
+    assert seen.count("not installed") == 1, seen

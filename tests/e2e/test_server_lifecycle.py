@@ -1,11 +1,11 @@
-"""End to end: exit codes, end of input, the editor's process dying, TCP."""
+"""End to end: exit codes, end of input, the editor's process dying, SIGTERM, logs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -29,7 +29,7 @@ async def test_shutdown_then_exit_is_0(snapshot_dir, project):
 
 
 async def test_exit_without_shutdown_is_1(snapshot_dir, project):
-    """pygls 2.1.1 exits 0 here whatever happened."""
+    """pygls' ``start_io`` exits 0 here whatever happened; ``run_async`` lets its code through."""
     c = await RawClient.start(snapshot_dir)
     try:
         await c.initialize(os.getpid(), project, {"prompt": False})
@@ -154,49 +154,56 @@ async def test_nothing_but_frames_on_stdout_even_when_verbose(snapshot_dir, proj
         await c.aclose()
 
 
-async def test_tcp_transport(snapshot_dir, project):
-    seed(snapshot_dir, "over-tcp", project)
-    proc = await asyncio.create_subprocess_exec(
-        *server_command(), "--tcp", "--host", "127.0.0.1", "--port", "0",
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env=server_env(snapshot_dir),
-    )
+async def test_sigterm_releases_locks_and_exits(snapshot_dir, project):
+    c = await RawClient.start(snapshot_dir)
     try:
-        port = None
-        while port is None:
-            line = (await asyncio.wait_for(proc.stderr.readline(), 10)).decode()
-            assert line, "server ended before listening"
-            m = re.search(r"listening on .*?(\d+)\)", line)
-            if m:
-                port = int(m.group(1))
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await c.initialize(os.getpid(), project, {"prompt": False})
+        assert "result" in await c.request("opendev/snapshot.save", {"sessionId": "held", "projectDir": str(project)})
+        c.proc.send_signal(signal.SIGTERM)
+        assert await c.wait(10) == 1
+        from opendev_snapshot.core import SnapshotStore
 
-        def send(obj):
-            import json
-
-            body = json.dumps(obj).encode()
-            writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-
-        async def recv():
-            import json
-
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
-            return json.loads(await reader.readexactly(n))
-
-        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "processId": os.getpid(), "capabilities": {}, "rootUri": project.as_uri(),
-            "initializationOptions": {"prompt": False}}})
-        assert "capabilities" in (await recv())["result"]
-        send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-        note = await recv()
-        assert note["method"] == "opendev/recoverableSessions"
-        assert note["params"]["sessions"][0]["sessionId"] == "over-tcp"
-        send({"jsonrpc": "2.0", "id": 2, "method": "shutdown"})
-        assert (await recv())["id"] == 2
-        send({"jsonrpc": "2.0", "method": "exit"})
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-        writer.close()
+        with SnapshotStore(snapshot_dir) as s:
+            [listing] = s.list().sessions
+        assert listing["status"] == "interrupted" and listing["completed"] is False
     finally:
-        if proc.returncode is None:
-            proc.kill()
+        await c.aclose()
+
+
+async def test_log_file_is_0600_and_never_holds_previews(snapshot_dir, project, tmp_path):
+    """Finding 5: ``serve --log-file F -v`` created F 0644 and logged whole bodies, previews included."""
+    log_file = tmp_path / "server.log"
+    secret = "ghp_" + "A" * 36
+    old = os.umask(0o022)
+    try:
+        c = await RawClient.start(snapshot_dir, cmd=server_command("-v", "--log-file", str(log_file)),
+                                  stderr=asyncio.subprocess.PIPE)
+    finally:
+        os.umask(old)
+    try:
+        await c.initialize(os.getpid(), project, {"prompt": False, "redactSecrets": False})
+        assert "result" in await c.request("opendev/snapshot.save", {
+            "sessionId": "logged", "projectDir": str(project), "claim": False,
+            "lastToolResults": [{"toolName": "bash", "callId": "c", "outputPreview": f"token {secret} " + "x" * 5000, "success": True}]})
+        assert (await c.request("opendev/snapshot.load", {"sessionId": "logged"}))["result"]["lastToolResults"]
+        assert (await c.request("shutdown"))["result"] is None
+        c.notify("exit")
+        assert await c.wait() == 0
+        err = await c.proc.stderr.read()
+    finally:
+        await c.aclose()
+    assert stat.S_IMODE(os.stat(log_file).st_mode) == 0o600
+    text = log_file.read_text()
+    assert "opendev/snapshot.save" in text  # -v: the traffic is logged ...
+    assert secret not in text and "x" * 300 not in text  # ... without previews, bodies cut
+    assert err == b""  # and nothing went to stderr
+
+
+async def test_bad_log_file_is_one_line_and_exit_1(snapshot_dir, tmp_path):
+    """Through ``python -m opendev_snapshot.server`` (the CLI reports LogFileError for its own subcommands)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "opendev_snapshot.server", "--log-file", str(tmp_path), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=server_env(snapshot_dir))
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 1 and out == b""
+    assert err.decode().startswith("opendev-snapshot: cannot open log file") and err.count(b"\n") == 1

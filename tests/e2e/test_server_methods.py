@@ -1,4 +1,4 @@
-"""End to end: the seven methods, their errors, and pygls' message traps.
+"""End to end: the nine methods, their errors, and pygls' message traps.
 
 The real server runs as a subprocess (its directory set through
 ``OPENDEV_SNAPSHOT_DIR``) and is driven by pytest-lsp's client, with the
@@ -24,6 +24,8 @@ CLEANUP = "opendev/snapshot.cleanup"
 REMOVE = "opendev/snapshot.remove"
 COMPLETE = "opendev/snapshot.markCompleted"
 RECORD = "opendev/snapshot.recordToolResult"
+LIST_TRASH = "opendev/snapshot.listTrash"
+RESTORE = "opendev/snapshot.restore"
 SNAPSHOT_KEYS = [
     "sessionId",
     "messageCount",
@@ -59,6 +61,7 @@ async def test_initialize_advertises_commands_and_folder_support(snapshot_dir, p
             [
                 "opendev.snapshot.recover",
                 "opendev.snapshot.discard",
+                "opendev.snapshot.restore",
                 "opendev.snapshot.listIncomplete",
                 "opendev.snapshot.cleanup",
             ]
@@ -78,8 +81,8 @@ async def test_every_method_round_trip(snapshot_dir, project, client):
             SAVE,
             {"sessionId": "s-1", "projectDir": str(project), "messageCount": 3, "costUsd": 1.5, "claim": False},
         )
-        assert set(saved) == {"sessionId", "path", "snapshotTimestampMs"}
-        assert saved["sessionId"] == "s-1"
+        assert set(saved) == {"sessionId", "path", "snapshotTimestampMs", "claimed"}
+        assert saved["sessionId"] == "s-1" and saved["claimed"] is False
         assert saved["path"] == str(snapshot_dir / "s-1_session_snapshot.json")
         assert saved["snapshotTimestampMs"] >= before
         assert os.path.exists(saved["path"])  # durable before the answer
@@ -103,8 +106,9 @@ async def test_every_method_round_trip(snapshot_dir, project, client):
         listed = await h.request(LIST, {"projectDir": str(project)})
         assert set(listed) == {"sessions", "skipped"}
         [one] = listed["sessions"]
-        assert list(one) == SNAPSHOT_KEYS + ["status", "path"]
+        assert list(one) == SNAPSHOT_KEYS + ["status", "path", "kind", "notebook"]
         assert one["status"] == "running" and one["path"] == saved["path"]
+        assert one["kind"] == "opendev" and one["notebook"] is None
 
         done = await h.request(COMPLETE, {"sessionId": "s-1"})
         assert set(done) == {"sessionId", "snapshotTimestampMs"}
@@ -114,6 +118,12 @@ async def test_every_method_round_trip(snapshot_dir, project, client):
         assert await h.request(REMOVE, {"sessionId": "s-1"}) == {"removed": True}
         assert await h.request(REMOVE, {"sessionId": "s-1"}) == {"removed": False}
         assert not os.path.exists(saved["path"])
+        trash = await h.request(LIST_TRASH)
+        assert [e["sessionId"] for e in trash["entries"]] == ["s-1"]
+        assert trash["entries"][0]["snapshot"]["messageCount"] == 3
+        restored = await h.request(RESTORE, {"sessionId": "s-1"})
+        assert restored["sessionId"] == "s-1" and restored["path"] == saved["path"]
+        assert os.path.exists(saved["path"])
 
 
 async def test_save_accepts_snake_case_keeps_text_exactly_and_ignores_unknown_keys(snapshot_dir, project):
@@ -134,6 +144,7 @@ async def test_save_accepts_snake_case_keeps_text_exactly_and_ignores_unknown_ke
             "sessionId": "snake",
             "path": str(snapshot_dir / "snake_session_snapshot.json"),
             "snapshotTimestampMs": 1234,
+            "claimed": True,
         }
         loaded = await h.request(LOAD, {"session_id": "snake"})
         assert loaded["projectDir"] == f"  {project}  "
@@ -224,13 +235,8 @@ async def test_invalid_params_name_the_field(snapshot_dir, project, client):
 async def test_non_finite_cost_is_refused(snapshot_dir, project):
     async with session(snapshot_dir, folders=[project], init_options={"prompt": False}) as h:
         body = b'{"jsonrpc":"2.0","id":77,"method":"opendev/snapshot.save","params":{"sessionId":"n","projectDir":"/p","costUsd":NaN}}'
-        h.client.protocol._request_futures[77] = fut = __import__("concurrent.futures").futures.Future()
-        await h.send_raw(body)
-        import asyncio
-
-        with pytest.raises(Exception) as info:
-            await asyncio.wait_for(asyncio.wrap_future(fut), 10)
-        assert info.value.code == -32602 and "costUsd" in info.value.message
+        kind, err = await h.send_raw(body, answer_id=77)
+        assert kind == "error" and err.code == -32602 and "costUsd" in err.message
 
 
 async def test_unknown_session_is_32001(snapshot_dir, project):
@@ -312,18 +318,14 @@ async def test_unknown_method_invalid_json_and_unknown_notification(snapshot_dir
         kind, err = await h.send_raw({"jsonrpc": "2.0", "id": 601, "method": "opendev/snapshot.nope", "params": {}})
         assert kind == "error" and err.code == -32601
         h.notify("opendev/whatever", {"x": 1})
-        await h.send_raw(b"{this is not json")
-        import asyncio
-        from concurrent.futures import Future
-
-        h.client.protocol._request_futures[603] = fut = Future()
+        # Unparsable: JSON-RPC 2.0 answers -32700 with "id": null (the id cannot be known).
         await h.send_raw(b'{"jsonrpc": "2.0", "id": 603, "method": "opendev/snapshot.load", "params": {"sessionId": }')
-        with pytest.raises(Exception) as info:
-            await asyncio.wait_for(asyncio.wrap_future(fut), 5)
-        assert info.value.code == -32700
+        [err] = await h.wait_null_id_error(1)
+        assert err.code == -32700
         kind, err = await h.send_raw({"jsonrpc": "1.0", "id": 602, "method": LIST})
         assert kind == "error" and err.code == -32600
         assert (await h.request(LIST, {}))["sessions"] == []  # still serving
+        assert 603 not in h.client.protocol.answered
 
 
 async def test_requests_after_shutdown_are_refused_not_dropped(snapshot_dir, project):
@@ -372,3 +374,62 @@ async def test_claim_holds_the_lock_until_shutdown_and_never_completes(snapshot_
     assert listing["held"]["completed"] is False
     data = json.loads((snapshot_dir / "held_session_snapshot.json").read_text())
     assert data["completed"] is False
+
+
+def hold(snapshot_dir, session_id, project):
+    """Another live process (an agent) that saves and holds a session until killed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from opendev_snapshot.core import SnapshotStore, new_record\n"
+        "s = SnapshotStore(sys.argv[1])\n"
+        "s.save(new_record(sys.argv[2], sys.argv[3]), claim=True)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(snapshot_dir), session_id, str(project)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+async def test_a_session_running_elsewhere_is_refused_unless_forced(snapshot_dir, project):
+    proc = hold(snapshot_dir, "busy", project)
+    try:
+        async with session(snapshot_dir, folders=[project], init_options={"prompt": False}) as h:
+            for method, params in [(REMOVE, {"sessionId": "busy"}), (SAVE, {"sessionId": "busy", "projectDir": str(project)})]:
+                err = await error_of(h, method, params)
+                assert err.code == -32003, (method, err)
+                assert err.data["sessionId"] == "busy" and err.data["holder"]["pid"] == proc.pid
+                assert f"pid {proc.pid}" in err.message
+            with pytest.raises(Exception) as info:
+                await h.command("opendev.snapshot.discard", "busy")
+            assert info.value.code == -32003
+            assert (snapshot_dir / "busy_session_snapshot.json").exists()
+            # force: written (without the lock: it stays the agent's), then removed to the trash
+            saved = await h.request(SAVE, {"sessionId": "busy", "projectDir": str(project), "messageCount": 9, "force": True})
+            assert saved["claimed"] is False
+            assert (await h.request(LOAD, {"sessionId": "busy"}))["messageCount"] == 9
+            assert await h.request(REMOVE, {"sessionId": "busy", "force": True}) == {"removed": True}
+            assert [e["sessionId"] for e in (await h.request(LIST_TRASH))["entries"]] == ["busy"]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_restore_refusals(snapshot_dir, project):
+    async with session(snapshot_dir, folders=[project], init_options={"prompt": False}) as h:
+        err = await error_of(h, RESTORE, {"sessionId": "never-trashed"})
+        assert err.code == -32001 and "trash" in err.message
+        await h.request(SAVE, {"sessionId": "twice", "projectDir": str(project)})  # ours: removable
+        assert await h.request(REMOVE, {"sessionId": "twice"}) == {"removed": True}
+        await h.request(SAVE, {"sessionId": "twice", "projectDir": str(project)})
+        err = await error_of(h, RESTORE, {"sessionId": "twice"})
+        assert err.code == -32003 and err.data["sessionId"] == "twice"
+        with pytest.raises(Exception) as info:
+            await h.command("opendev.snapshot.restore", "never-trashed")
+        assert info.value.code == -32001
+        err = await error_of(h, LIST_TRASH, [1])
+        assert err.code == -32602

@@ -9,7 +9,8 @@ import sys
 import time
 
 import pytest
-from server_harness import CLIENTS, RECOVER, RECOVERABLE, file_uri, now_ms, seed, session
+from pygls.exceptions import JsonRpcInternalError
+from server_harness import CLIENTS, RECOVER, RECOVERABLE, RawClient, file_uri, now_ms, seed, session
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -186,13 +187,35 @@ async def test_prompt_recover_sends_recover_session(snapshot_dir, project, clien
         assert (snapshot_dir / "crashed_session_snapshot.json").exists()  # stays until the client acts
 
 
-async def test_prompt_discard_removes_the_snapshot(snapshot_dir, project):
+async def test_prompt_discard_moves_the_snapshot_to_the_trash(snapshot_dir, project):
     seed(snapshot_dir, "bye", project)
     async with session(snapshot_dir, folders=[project], answer=answering("Discard")) as h:
         await h.wait_prompts(1)
         await h.wait_until(lambda: not (snapshot_dir / "bye_session_snapshot.json").exists(), 5, "removal")
         assert await h.request(LOAD, {"sessionId": "bye"}) is None
         assert h.notes[RECOVER] == []
+        trash = await h.request("opendev/snapshot.listTrash")
+        assert [e["sessionId"] for e in trash["entries"]] == ["bye"]
+        await h.wait_until(lambda: any("trash" in m.message for m in h.client.log_messages), what="the undo hint")
+        assert any("opendev-snapshot restore bye" in m.message for m in h.client.log_messages)
+        assert h.client.messages == []  # no pop-up for what the user just chose
+
+
+async def test_prompt_discard_of_a_session_running_again_removes_nothing(snapshot_dir, project):
+    """Discard is checked: the session was resumed by another process while the prompt was up."""
+    seed(snapshot_dir, "resumed", project, lock="released")
+    decided = asyncio.get_running_loop().create_future()
+    async with session(snapshot_dir, folders=[project], answer=lambda p: decided) as h:
+        await h.wait_prompts(1)
+        proc = holder(snapshot_dir, "resumed", project)  # an agent resumes it
+        try:
+            decided.set_result("Discard")
+            await h.wait_until(lambda: any("running again" in m.message for m in h.client.messages), what="a warning")
+            assert (snapshot_dir / "resumed_session_snapshot.json").exists()
+            assert (await h.request("opendev/snapshot.listTrash"))["entries"] == []
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.parametrize("answer", ["Later", None], ids=["later", "dismissed"])
@@ -239,6 +262,106 @@ async def test_pending_prompt_does_not_block_requests(snapshot_dir, project):
         decided.set_result("Recover")
         [rec] = await h.wait_note(RECOVER)
         assert rec["session"]["sessionId"] == "waiting"
+
+
+def refusing_a_second_concurrent_prompt(h, outstanding: list, log: list):
+    """eglot 1.9: a second showMessageRequest while one is up is answered with -32603."""
+
+    async def answer(params):
+        if outstanding:
+            log.append(("refused", params.message))
+            raise JsonRpcInternalError(message="eglot: a request is already pending")
+        outstanding.append(params)
+        log.append(("shown", params.message))
+        try:
+            await asyncio.sleep(0.2)  # the user reads it
+            return "Later"
+        finally:
+            outstanding.remove(params)
+
+    return answer
+
+
+async def test_prompts_come_one_at_a_time(snapshot_dir, project):
+    """Finding 6: with two or three at once, eglot showed only one of three sessions."""
+    for i in range(3):
+        seed(snapshot_dir, f"crash-{i}", project, age_ms=(i + 3) * 60_000)
+    outstanding: list = []
+    log: list = []
+    async with session(snapshot_dir, client="emacs", root=project) as h:
+        h.answer = refusing_a_second_concurrent_prompt(h, outstanding, log)
+        await h.wait_prompts(3)
+        await h.wait_until(lambda: len(log) == 3 and not outstanding, what="three answered prompts")
+        assert [kind for kind, _ in log] == ["shown"] * 3, log
+        assert ["crash-0" in log[0][1], "crash-1" in log[1][1], "crash-2" in log[2][1]] == [True] * 3
+
+
+async def test_an_error_answer_counts_as_later_and_the_next_prompt_follows(snapshot_dir, project):
+    seed(snapshot_dir, "first", project, age_ms=180_000)
+    seed(snapshot_dir, "second", project, age_ms=240_000)
+
+    def answer(params):
+        if "first" in params.message:
+            raise JsonRpcInternalError(message="the client could not show it")
+        return "Later"
+
+    async with session(snapshot_dir, folders=[project], answer=answer) as h:
+        prompts = await h.wait_prompts(2)
+        assert "first" in prompts[0].message and "second" in prompts[1].message
+        assert (snapshot_dir / "first_session_snapshot.json").exists()
+
+
+async def test_a_client_that_never_answers_a_prompt_blocks_nothing(snapshot_dir, project):
+    """Vim's ALE never answers showMessageRequest: requests and later notifications
+    must still flow; the next prompt waits."""
+    seed(snapshot_dir, "unanswered", project, age_ms=180_000)
+    seed(snapshot_dir, "queued", project, age_ms=240_000)
+    never = asyncio.get_running_loop().create_future()
+    async with session(snapshot_dir, folders=[project], answer=lambda p: never) as h:
+        [prompt] = await h.wait_prompts(1)
+        assert "unanswered" in prompt.message
+        res = await h.request(LIST, {"projectDir": str(project)}, timeout=3)
+        assert {s["sessionId"] for s in res["sessions"]} == {"unanswered", "queued"}
+        saved = await h.request(SAVE, {"sessionId": "meanwhile", "projectDir": str(project)}, timeout=3)
+        assert saved["claimed"] is True
+        proc = holder(snapshot_dir, "agent-late", project)
+        proc.kill()
+        proc.wait()
+        notes = await h.wait_note(count=2)  # a later notification still arrives
+        assert [s["sessionId"] for s in notes[1]["sessions"]] == ["agent-late"]
+        assert len(h.prompts) == 1  # the queued prompt waits for the first answer
+        never.set_result("Later")
+        prompts = await h.wait_prompts(2)
+        assert "queued" in prompts[1].message
+
+
+async def test_server_request_ids_never_collide_with_the_clients(snapshot_dir, project):
+    """ALE matches answers by id alone: the server's own request ids must never be
+    ids a client uses (ALE counts 1, 2, 3...; others use strings)."""
+    for i in range(3):
+        seed(snapshot_dir, f"s{i}", project, age_ms=(i + 3) * 60_000)
+    c = await RawClient.start(snapshot_dir)
+    try:
+        client_ids = set()
+        await c.initialize(os.getpid(), project)  # id 1
+        client_ids.add(1)
+        server_ids = []
+        next_id = 2
+        while len(server_ids) < 3:
+            message = await c.recv()
+            if message.get("method") == "window/showMessageRequest":
+                server_ids.append(message["id"])
+                for probe in (next_id, str(next_id)):  # the client's next ids, numeric and string
+                    client_ids.add(probe)
+                    reply = await c.request_with_id(probe, LIST, {})
+                    assert "result" in reply and reply["id"] == probe
+                next_id += 1
+                c.send({"jsonrpc": "2.0", "id": message["id"], "result": {"title": "Later"}})
+        assert len(set(map(str, server_ids))) == 3
+        assert not set(server_ids) & client_ids
+        assert all(isinstance(i, str) and not i.isdigit() for i in server_ids)
+    finally:
+        await c.aclose()
 
 
 async def test_wrong_init_options_are_shown_and_defaults_used(snapshot_dir, project):

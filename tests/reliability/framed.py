@@ -114,8 +114,10 @@ class Server:
         for fd in (self.wfd, self.rfd):
             fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
         self.buf = bytearray()
-        self.next_id = 0
+        self.next_id = 10**9  # above every id a test writes by hand (a reused id would read as a second answer)
         self.replies: dict = {}  # id -> reply, read but not yet claimed
+        self.answered: set = set()  # every id answered so far: a second answer is a failure
+        self.null_id: list = []  # answers with "id": null (unparsable or unidentifiable requests)
         self.others: list = []  # notifications and server requests
 
     # ----------------------------------------------------------- writing
@@ -186,7 +188,14 @@ class Server:
             del self.buf[: end + 4 + length]
             message = json.loads(body)  # the server's own output must always be valid JSON
             if "method" not in message and "id" in message:
-                self.replies[message["id"]] = message
+                msg_id = message["id"]
+                if msg_id is None:  # JSON-RPC: the request's id could not be known
+                    self.null_id.append(message)
+                    continue
+                key = json.dumps(msg_id)
+                assert key not in self.answered, f"the server answered request {msg_id!r} twice: {message}"
+                self.answered.add(key)
+                self.replies[msg_id] = message
             else:
                 self.others.append(message)
                 if "id" in message and "method" in message:  # a server request: answer null
@@ -201,6 +210,17 @@ class Server:
             if not self._pump(remaining):
                 raise ServerDied(f"server closed its output (exit {self.proc.poll()}) before replying to {msg_id!r}: {self.stderr_tail()}")
         return self.replies.pop(msg_id)
+
+    def wait_null_id(self, count: int, timeout: float = TIMEOUT) -> list:
+        """Wait until ``count`` answers with ``"id": null`` have arrived in all."""
+        deadline = time.monotonic() + timeout
+        while len(self.null_id) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{len(self.null_id)} of {count} answers with id null within {timeout}s")
+            if not self._pump(remaining):
+                raise ServerDied(f"server closed its output (exit {self.proc.poll()}): {self.stderr_tail()}")
+        return self.null_id
 
     def request(self, method: str, params=None, timeout: float = TIMEOUT, **kwargs) -> dict:
         """Send one request and return the whole reply (``result`` or ``error``)."""

@@ -10,6 +10,9 @@ and sometimes a broken frame (no, negative or non-numeric
 
 Checked: every well-framed request with a valid id gets exactly one reply,
 a result or a JSON-RPC error with a known code (``-32602`` names a field);
+a body that is not JSON (invalid UTF-8, raw bytes, nesting deeper than the
+parser follows) gets one ``-32700`` with ``"id": null`` (JSON-RPC 2.0: its
+id cannot be known, and guessing could answer another request twice);
 no reply takes longer than the timeout; after each example the server
 still answers a valid request; nothing is written outside the snapshot
 directory (its parent and the server's cwd are compared before and
@@ -180,13 +183,37 @@ def messages(draw):
 BROKEN = {"short", "non-numeric", "negative", "missing", "no-colon"}
 
 
-def encode_frame(msg_id, method: str, body: dict, notification: bool, weird_id, framing: str) -> bytes:
+def parses(data: bytes) -> bool:
+    """Whether the server's ``json.loads`` reads ``data``; on a fresh thread, whose stack is
+    as shallow as the server's (deep nesting fails by recursion depth, which counts ours)."""
+    import threading
+
+    ok = []
+
+    def attempt() -> None:
+        try:
+            json.loads(data)
+        except (ValueError, RecursionError):
+            return
+        ok.append(True)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    return bool(ok)
+
+
+def message_body(msg_id, method: str, body: dict, notification: bool, weird_id) -> bytes:
     message: dict = {"jsonrpc": "2.0"}
     if not notification:
         message["id"] = weird_id if weird_id is not None else msg_id
     message["method"] = method
     message.update(body)
-    data = dumps(message)
+    return dumps(message)
+
+
+def encode_frame(msg_id, method: str, body: dict, notification: bool, weird_id, framing: str) -> bytes:
+    data = message_body(msg_id, method, body, notification, weird_id)
     if framing == "ok":
         return frame(data)
     if framing == "extra-header":
@@ -246,6 +273,7 @@ def test_fuzzed_json_rpc_traffic_is_always_answered(tmp_path):
         def exchange(batch):
             state["examples"] += 1
             expected = []
+            nulls = len(server.null_id)
             data = b""
             for method, body, notification, weird_id, framing in batch:
                 state["id"] += 1
@@ -255,9 +283,17 @@ def test_fuzzed_json_rpc_traffic_is_always_answered(tmp_path):
                 state["frames"] += 1
                 state["broken"] += framing in BROKEN
                 state["max_frame"] = max(state["max_frame"], len(encoded))
-                if not notification and weird_id is None and framing not in BROKEN:
+                if framing in BROKEN:
+                    continue
+                if not parses(message_body(msg_id, method, body, notification, weird_id)):
+                    nulls += 1  # unparsable: one -32700 with id null, request or not
+                elif not notification and weird_id is not None:
+                    nulls += 1  # an id that is not a string or an integer: -32600 with id null
+                elif not notification:
                     expected.append((msg_id, method))
             server.write(data)
+            for error in server.wait_null_id(nulls):
+                assert error["error"]["code"] in (-32700, -32600), error
             for msg_id, method in expected:
                 reply = server.wait_reply(msg_id)
                 check_reply(reply, msg_id, method)
@@ -294,8 +330,9 @@ def server_request(server: Server, msg_id) -> object:
 
 
 # A well-framed request whose params nest far deeper than json.loads can
-# follow (RecursionError): as the first message (the fast handshake path)
-# and later, it is answered (-32700 with its id) and the server carries on.
+# follow (RecursionError): as the first message and later, it is answered
+# (-32700 with "id": null: the parser never got to the id) and the server
+# carries on.
 @pytest.mark.parametrize(("position", "depth"), [("first", 1_000), ("later", 100_000)])
 def test_deeply_nested_params_get_an_answer(tmp_path, position, depth):
     with Server(tmp_path / "snaps", stderr_path=tmp_path / "server.log") as server:
@@ -304,15 +341,14 @@ def test_deeply_nested_params_get_an_answer(tmp_path, position, depth):
         body = b'{"jsonrpc":"2.0","id":"deep","method":"opendev/snapshot.save","params":{"sessionId":"a","projectDir":"/x","extra":%s}}' % (
             b"[" * depth + b"]" * depth)
         server.write(frame(body))
-        reply = server.wait_reply("deep")
-        assert ("result" in reply) != ("error" in reply), reply  # any answer will do
+        [reply] = server.wait_null_id(1)
+        assert reply["error"]["code"] == -32700, reply
         server.assert_alive()
 
 
-# The first frames a server reads take a separate path (the fast handshake
-# answers ``initialize`` before pygls is loaded): each hostile first frame
-# on a fresh server must be answered (when it has a usable id) and leave
-# the server serving.
+# Hostile first frames on a fresh server (pygls is still loading when they
+# arrive): each must be answered (with its id when it parses, else with
+# "id": null) and leave the server serving.
 FIRST_FRAMES = {
     "invalid-utf8": frame(b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"processId":null,"rootUri":"file:///\xff\xfe","capabilities":{}}}'),
     "nan-params": frame(b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"processId":NaN,"capabilities":{}}}'),
@@ -328,13 +364,19 @@ FIRST_FRAMES = {
 }
 
 
+UNPARSABLE = {"invalid-utf8", "truncated-json"}
+
+
 @pytest.mark.parametrize("name", list(FIRST_FRAMES))
 def test_hostile_first_frames_are_answered_and_the_server_keeps_serving(tmp_path, name):
     box = tmp_path / "box"
     box.mkdir()
     with Server(box / "snaps", cwd=box, stderr_path=tmp_path / "server.log") as server:
         server.write(FIRST_FRAMES[name])
-        if b'"id":1' in FIRST_FRAMES[name] and name != "broken-header":
+        if name in UNPARSABLE:
+            [reply] = server.wait_null_id(1)
+            assert reply["error"]["code"] == -32700, reply
+        elif b'"id":1' in FIRST_FRAMES[name] and name != "broken-header":
             reply = server.wait_reply(1)
             assert ("result" in reply) != ("error" in reply), reply
         server.assert_alive()

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from opendev_snapshot.core.errors import InvalidSnapshot
-from opendev_snapshot.core.models import AppStateSnapshot, Listing, SaveParams, ToolResultEntry
+from opendev_snapshot.core.models import AppStateSnapshot, ToolResultEntry
 from opendev_snapshot.core.validation import check_record
-from opendev_snapshot.core.wire import SNAPSHOT_ALIASES, TOOL_ALIASES, snapshot_to_wire
+from opendev_snapshot.server.models import Listing, SaveParams
+from opendev_snapshot.server.wire import SNAPSHOT_ALIASES, TOOL_ALIASES, snapshot_to_wire
 
 json_scalars = st.one_of(
     st.none(),

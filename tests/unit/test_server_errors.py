@@ -5,12 +5,18 @@ from __future__ import annotations
 import errno
 
 import pytest
-from pydantic import ValidationError
 from pygls.exceptions import JsonRpcException
 
-from opendev_snapshot.core.errors import ConfigError, InvalidSnapshot, SessionNotFound, StorageError
-from opendev_snapshot.core.models import RecordToolResultParams, SaveParams
-from opendev_snapshot.server.errors import camel, rpc_errors, to_rpc_error
+from opendev_snapshot.core.errors import (
+    ConfigError,
+    InvalidSnapshot,
+    NotInTrash,
+    SessionExists,
+    SessionNotFound,
+    SessionRunning,
+    StorageError,
+)
+from opendev_snapshot.server.errors import camel, rpc_errors, to_rpc_error, wire_field
 
 
 @pytest.mark.parametrize(
@@ -21,24 +27,33 @@ def test_camel(name, expected):
     assert camel(name) == expected
 
 
-def validation_error(model, data) -> ValidationError:
-    with pytest.raises(ValidationError) as info:
-        model.model_validate(data)
-    return info.value
-
-
 @pytest.mark.parametrize(
-    "model, data, field",
+    "method, raw, field",
     [
-        (SaveParams, {"projectDir": "/p"}, "sessionId"),
-        (SaveParams, {"session_id": "a", "project_dir": "/p", "message_count": "1"}, "messageCount"),
-        (SaveParams, {"sessionId": "a", "projectDir": "/p", "lastToolResults": [{"toolName": "t"}]}, "lastToolResults[0].callId"),
-        (SaveParams, {"sessionId": ".hidden", "projectDir": "/p"}, "sessionId"),
-        (RecordToolResultParams, {"sessionId": "a", "toolName": "t", "callId": "c", "outputPreview": "o", "success": "y"}, "success"),
+        ("save", {"projectDir": "/p"}, "sessionId"),
+        ("save", {"session_id": "a", "project_dir": "/p", "message_count": "1"}, "messageCount"),
+        ("save", {"sessionId": "a", "projectDir": "/p", "lastToolResults": [{"toolName": "t"}]}, "lastToolResults[0].callId"),
+        ("save", {"sessionId": ".hidden", "projectDir": "/p"}, "sessionId"),
+        ("save", {"sessionId": "a", "projectDir": "/p", "force": "yes"}, "force"),
+        ("record", {"sessionId": "a", "toolName": "t", "callId": "c", "outputPreview": "o", "success": "y"}, "success"),
+        ("record", {"sessionId": "a", "toolName": "t", "callId": "c", "outputPreview": "o", "success": True, "maxEntries": -1}, "maxEntries"),
+        ("record", {"sessionId": "../a", "toolName": "t", "callId": "c", "outputPreview": "o", "success": True}, "sessionId"),
     ],
 )
-def test_validation_errors_name_the_camel_case_field(model, data, field):
-    err = to_rpc_error(validation_error(model, data))
+def test_core_validation_errors_name_the_camel_case_field(tmp_path, method, raw, field):
+    """The params go through the server's mapping and the core's one validation."""
+    from opendev_snapshot.core import SnapshotStore
+    from opendev_snapshot.server import params
+
+    with SnapshotStore(tmp_path / "d") as store:
+        with pytest.raises(Exception) as info:
+            if method == "save":
+                record, claim, force = params.save(raw)
+                store.save(record, claim=claim, force=force)
+            else:
+                sid, entry, max_entries = params.record_tool_result(raw)
+                store.record_tool_result(sid, entry, max_entries=10 if max_entries is None else max_entries)
+    err = to_rpc_error(info.value)
     assert err.code == -32602
     assert err.data == {"field": field}
     assert f": {field}:" in err.message
@@ -55,14 +70,34 @@ def test_validation_errors_name_the_camel_case_field(model, data, field):
         (ConfigError("no home directory"), -32002, "no home directory"),
         (PermissionError(errno.EACCES, "Permission denied", "/d"), -32002, "Permission denied"),
         (RuntimeError("boom"), -32603, "boom"),
+        (SessionRunning("busy", {"pid": 42, "host": "h"}), -32003, "pid 42 on h"),
+        (SessionExists("back"), -32003, "back"),
+        (NotInTrash("gone"), -32001, "not in the trash"),
     ],
-    ids=["invalid", "invalid-object", "not-found", "disk-full", "permission", "config", "oserror", "unexpected"],
+    ids=["invalid", "invalid-object", "not-found", "disk-full", "permission", "config", "oserror", "unexpected",
+         "running", "exists", "not-in-trash"],
 )
 def test_core_errors_map_to_contract_codes(exc, code, needle):
     err = to_rpc_error(exc)
     assert isinstance(err, JsonRpcException)
     assert err.code == code
     assert needle in err.message
+
+
+def test_running_carries_the_holder():
+    holder = {"pid": 42, "host": "h", "startedMs": 1, "kind": "opendev"}
+    err = to_rpc_error(SessionRunning("busy", holder))
+    assert err.data == {"sessionId": "busy", "holder": holder}
+    assert to_rpc_error(SessionRunning("busy", None)).data == {"sessionId": "busy", "holder": None}
+
+
+@pytest.mark.parametrize(
+    "core, wire",
+    [("entry.tool_name", "toolName"), ("last_tool_results[0].call_id", "lastToolResults[0].callId"), ("", "params"),
+     ("max_entries", "maxEntries"), ("maxAgeMs", "maxAgeMs")],
+)
+def test_wire_field(core, wire):
+    assert wire_field(core) == wire
 
 
 def test_storage_error_data_carries_path_and_errno():

@@ -9,9 +9,13 @@ from opendev_snapshot.server.options import DEFAULTS, InitOptions, option_names,
 
 def test_defaults_match_the_contract():
     assert DEFAULTS == InitOptions(
-        snapshot_dir=None, prompt=True, max_prompts=3, stale_after_ms=120_000, max_tool_results=10, preview_chars=500
+        snapshot_dir=None, prompt=True, max_prompts=3, stale_after_ms=120_000, max_tool_results=10, preview_chars=500,
+        redact_secrets=True, trash_retention_ms=604_800_000, token=None,
     )
-    assert option_names() == ["snapshotDir", "prompt", "maxPrompts", "staleAfterMs", "maxToolResults", "previewChars"]
+    assert option_names() == [
+        "snapshotDir", "prompt", "maxPrompts", "staleAfterMs", "maxToolResults", "previewChars",
+        "redactSecrets", "trashRetentionMs", "token",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -49,6 +53,9 @@ def test_valid_values(raw, expected):
         ({"previewChars": {"n": 1}}, "previewChars"),
         ({"snapshotDir": 7}, "snapshotDir"),
         ({"snapshotDir": "a\0b"}, "snapshotDir"),
+        ({"redactSecrets": "no"}, "redactSecrets"),
+        ({"trashRetentionMs": -5}, "trashRetentionMs"),
+        ({"token": 5}, "token"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -81,20 +88,20 @@ def test_parser_does_not_import_pydantic():
     assert out == "False"
 
 
-def test_once_parser_reuses_the_result_for_the_same_value():
-    from opendev_snapshot.server.options import OnceParser
+def test_token_is_never_echoed_or_shown_in_a_repr():
+    options, problems = parse_init_options({"token": "s3cr3t-token"})
+    assert options.token == "s3cr3t-token" and problems == []
+    assert "s3cr3t" not in repr(options)
+    options, problems = parse_init_options({"token": ["s3cr3t-token"]})
+    assert options.token is None and "s3cr3t" not in problems[0] and "initializationOptions.token" in problems[0]
 
-    calls = []
-    parser = OnceParser()
-    import opendev_snapshot.server.options as mod
 
-    real = mod.parse_init_options
-    mod.parse_init_options = lambda raw: calls.append(raw) or real(raw)
-    try:
-        first = parser({"maxPrompts": "x"})
-        second = parser({"maxPrompts": "x"})  # equal value, another object (a replay)
-        third = parser({"maxPrompts": 1})
-    finally:
-        mod.parse_init_options = real
-    assert first == second and len(calls) == 2
-    assert third[0].max_prompts == 1
+def test_options_agree_with_the_schema_model():
+    """``server.models.InitializationOptions`` (the editors' JSON Schema) names the same options."""
+    from opendev_snapshot.server.models import InitializationOptions
+
+    wire = [f.alias for f in InitializationOptions.model_fields.values()]
+    assert wire == option_names()
+    assert InitializationOptions().model_dump() == {
+        name: getattr(DEFAULTS, name) for name in InitializationOptions.model_fields
+    }

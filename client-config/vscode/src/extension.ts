@@ -1,42 +1,77 @@
 /**
- * OpenDev Snapshot for VS Code: runs `opendev-snapshot serve` for the open
- * folders, lets the server's own Recover / Discard / Later prompt appear
- * (VS Code shows `window/showMessageRequest` natively), opens a terminal
- * running the resume command on `opendev/recoverSession`, and adds two
- * palette commands.
+ * OpenDev Snapshot for VS Code: runs the opendev-snapshot server bundled in
+ * the extension (or the one `opendevSnapshot.serverPath` names) for the open
+ * folders, asks Recover / Discard / Later for each interrupted session in a
+ * non-modal notification, recovers by the session's kind (a terminal running
+ * the resume command, or the notebook and its `%opendev recover ID`),
+ * offers Undo after Discard, and shows the count in the status bar.
  */
 import * as fs from 'fs';
+import * as path from 'path';
 import * as vscode from 'vscode';
-import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
+import {
+  LanguageClient,
+  LanguageClientOptions,
+  MessageActionItem,
+  MessageType,
+  ResponseError,
+  ShowMessageRequest,
+  ShowMessageRequestParams,
+} from 'vscode-languageclient/node';
 
+import { bundleInfo, findOnPath, serverExecutable, ServerExecutable } from './launch';
 import {
   DEFAULT_RESUME_COMMAND,
   Listing,
+  NOT_FOUND,
   RECOVERABLE_SESSIONS,
   RECOVER_SESSION,
+  RUNNING,
   RecoverableSessionsParams,
   RecoverSessionParams,
   Settings,
   cleanup,
+  commandProgram,
   describe,
+  describeAge,
   discard,
+  holderText,
   initializationOptions,
+  interruptedOf,
+  ipythonRecoverCommand,
   listSessions,
+  listTrash,
   parseDuration,
+  question,
   recover,
+  restore,
   resumeCommandLine,
+  sessionIn,
 } from './protocol';
+import { findPython, onPythonChange, PYTHON_EXTENSION } from './python';
 
 const SECTION = 'opendevSnapshot';
+const RECOVER = 'Recover';
+const DISCARD = 'Discard';
+const LATER = 'Later';
+const REFRESH_MS = 30_000;
+
 let client: LanguageClient | undefined;
 let status: vscode.StatusBarItem | undefined;
-const interrupted = new Map<string, Listing>();
+let output: vscode.OutputChannel | undefined;
+let refreshTimer: NodeJS.Timeout | undefined;
+let pythonWatch: vscode.Disposable | undefined;
+/** Every session the server told us about, by id (to recognise its questions). */
+const known = new Map<string, Listing>();
+/** Interrupted sessions per open folder, for the status bar. */
+const counts = new Map<string, number>();
 
 function settings(): Settings {
   const c = vscode.workspace.getConfiguration(SECTION);
   return {
-    serverPath: c.get<string>('serverPath', 'opendev-snapshot'),
+    serverPath: c.get<string>('serverPath', ''),
     serverArgs: c.get<string[]>('serverArgs', ['serve']),
+    interpreter: c.get<string[]>('interpreter', []),
     snapshotDir: c.get<string>('snapshotDir', ''),
     prompt: c.get<boolean>('prompt', true),
     maxPrompts: c.get<number>('maxPrompts', 3),
@@ -46,20 +81,50 @@ function settings(): Settings {
   };
 }
 
-function openResumeTerminal(session: Listing): void {
-  const cwd = fs.existsSync(session.projectDir) ? session.projectDir : undefined;
-  const terminal = vscode.window.createTerminal({ name: `OpenDev ${session.sessionId}`, cwd });
-  terminal.show();
-  terminal.sendText(resumeCommandLine(settings().resumeCommand, session), true);
+function log(line: string): void {
+  output?.appendLine(line);
+}
+
+function errorCode(err: unknown): number | undefined {
+  return err instanceof ResponseError ? err.code : (err as { code?: number } | undefined)?.code;
+}
+
+function errorData(err: unknown): unknown {
+  return err instanceof ResponseError ? err.data : (err as { data?: unknown } | undefined)?.data;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+// ------------------------------------------------------------------ status bar
+
+async function refreshCounts(): Promise<void> {
+  const c = client;
+  const folders = vscode.workspace.workspaceFolders ?? [];
+  if (!c || !status) {
+    return;
+  }
+  for (const folder of folders) {
+    try {
+      const sessions = await interruptedOf(c, folder.uri.fsPath);
+      sessions.forEach((s) => known.set(s.sessionId, s));
+      counts.set(folder.uri.toString(), sessions.length);
+    } catch (err) {
+      log(`listing interrupted sessions of ${folder.uri.fsPath} failed: ${errorMessage(err)}`);
+    }
+  }
+  updateStatus();
 }
 
 function updateStatus(): void {
   if (!status) {
     return;
   }
-  const n = interrupted.size;
+  let n = 0;
+  counts.forEach((c) => (n += c));
   status.text = `$(history) OpenDev: ${n} interrupted`;
-  status.tooltip = 'Show interrupted OpenDev sessions';
+  status.tooltip = 'Interrupted OpenDev sessions of the open folders: click to recover or discard them';
   if (n > 0) {
     status.show();
   } else {
@@ -67,46 +132,205 @@ function updateStatus(): void {
   }
 }
 
+// ------------------------------------------------------------------ actions
+
+async function openSettings(key: string): Promise<void> {
+  await vscode.commands.executeCommand('workbench.action.openSettings', `${SECTION}.${key}`);
+}
+
+/** Recover as the session's kind asks (what `opendev/recoverSession` means). */
+async function recoverByKind(session: Listing): Promise<void> {
+  const id = session.sessionId;
+  if (session.kind === 'ipython') {
+    const command = ipythonRecoverCommand(session);
+    const notebook = session.notebook ?? undefined;
+    if (notebook && fs.existsSync(notebook)) {
+      await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(notebook));
+    }
+    const where = notebook ? `the notebook ${path.basename(notebook)}` : `IPython in ${session.projectDir}`;
+    const pick = await vscode.window.showInformationMessage(
+      `OpenDev: ${id} was the kernel of ${where}. To get its code back, run "${command}" in a cell of a new kernel there.`,
+      'Copy Command',
+    );
+    if (pick === 'Copy Command') {
+      await vscode.env.clipboard.writeText(command);
+    }
+    return;
+  }
+  const line = resumeCommandLine(settings().resumeCommand, session);
+  const program = commandProgram(line);
+  if (!program || !findOnPath(program)) {
+    const pick = await vscode.window.showErrorMessage(
+      `OpenDev: cannot resume ${id}: "${program ?? line}" is not installed (not found on PATH). ` +
+        'Install the OpenDev agent, or set "opendevSnapshot.resumeCommand" (e.g. to its full path). The snapshot is kept.',
+      'Open Settings',
+    );
+    if (pick === 'Open Settings') {
+      await openSettings('resumeCommand');
+    }
+    return;
+  }
+  const cwd = fs.existsSync(session.projectDir) ? session.projectDir : undefined;
+  const terminal = vscode.window.createTerminal({ name: `OpenDev ${id}`, cwd });
+  terminal.show();
+  terminal.sendText(line, true);
+}
+
+async function restoreSession(c: LanguageClient, sessionId: string): Promise<void> {
+  try {
+    const listing = await restore(c, sessionId);
+    known.set(listing.sessionId, listing);
+    void vscode.window.showInformationMessage(`OpenDev: restored ${sessionId} (${listing.status}).`);
+  } catch (err) {
+    const why =
+      errorCode(err) === NOT_FOUND
+        ? 'it is not in the trash'
+        : errorCode(err) === RUNNING
+          ? 'a session with that id exists again; the trashed copy stays in the trash'
+          : errorMessage(err);
+    void vscode.window.showErrorMessage(`OpenDev: cannot restore ${sessionId}: ${why}.`);
+  }
+  await refreshCounts();
+}
+
+/** Discard (to the trash), then a message with Undo, or why nothing happened. */
+async function discardWithUndo(c: LanguageClient, sessionId: string): Promise<void> {
+  try {
+    const { removed } = await discard(c, sessionId);
+    if (removed) {
+      // not awaited: the next question must not wait for this message
+      void vscode.window
+        .showInformationMessage(`OpenDev: discarded ${sessionId} (moved to the trash).`, 'Undo')
+        .then((pick) => (pick === 'Undo' ? restoreSession(c, sessionId) : undefined));
+    } else {
+      void vscode.window.showInformationMessage(`OpenDev: ${sessionId} was already gone.`);
+    }
+  } catch (err) {
+    if (errorCode(err) === RUNNING) {
+      void vscode.window.showWarningMessage(
+        `OpenDev: ${sessionId} is running${holderText(errorData(err))}: nothing was discarded.`,
+      );
+    } else {
+      void vscode.window.showErrorMessage(`OpenDev: discarding ${sessionId} failed: ${errorMessage(err)}`);
+    }
+  }
+  await refreshCounts();
+}
+
+async function act(c: LanguageClient, session: Listing, choice: string | undefined): Promise<void> {
+  if (choice === RECOVER) {
+    try {
+      await recover(c, session.sessionId); // the server then sends opendev/recoverSession
+    } catch (err) {
+      void vscode.window.showErrorMessage(`OpenDev: recovering ${session.sessionId} failed: ${errorMessage(err)}`);
+    }
+  } else if (choice === DISCARD) {
+    await discardWithUndo(c, session.sessionId);
+  }
+}
+
+/**
+ * The server's question about a session: a non-modal notification; the
+ * choice is carried out with the server's commands (so the outcome can be
+ * shown, with Undo), and the server gets null. The server sends the next
+ * question after this answer: one notification at a time.
+ */
+async function onQuestion(c: LanguageClient, params: ShowMessageRequestParams): Promise<MessageActionItem | null> {
+  const session = sessionIn(params.message, known.values());
+  if (!session) {
+    const show =
+      params.type === MessageType.Error
+        ? vscode.window.showErrorMessage
+        : params.type === MessageType.Warning
+          ? vscode.window.showWarningMessage
+          : vscode.window.showInformationMessage;
+    return (await show(params.message, ...(params.actions ?? []))) ?? null;
+  }
+  const choice = await vscode.window.showWarningMessage(question(session), RECOVER, DISCARD, LATER);
+  await act(c, session, choice);
+  return null;
+}
+
+// ------------------------------------------------------------------ the server
+
+async function serverToRun(context: vscode.ExtensionContext, s: Settings): Promise<ServerExecutable | undefined> {
+  if (s.serverPath.trim() !== '') {
+    log(`Server: ${s.serverPath} ${s.serverArgs.join(' ')} (opendevSnapshot.serverPath)`);
+    return serverExecutable(s, context.extensionPath, undefined);
+  }
+  const bundle = bundleInfo(context.extensionPath);
+  if (!bundle) {
+    void vscode.window.showErrorMessage(
+      'OpenDev Snapshot: this copy of the extension has no bundled server (run scripts/bundle_server.py), ' +
+        'and opendevSnapshot.serverPath is not set.',
+    );
+    return undefined;
+  }
+  const python = await findPython(s.interpreter, bundle, vscode.workspace.workspaceFolders?.[0]?.uri);
+  if (!python.check.ok) {
+    const actions = vscode.extensions.getExtension(PYTHON_EXTENSION) ? ['Select Interpreter', 'Open Settings'] : ['Open Settings'];
+    const pick = await vscode.window.showErrorMessage(
+      `OpenDev Snapshot cannot start its server: ${python.check.problem}. Select a Python 3.11+ interpreter, ` +
+        'or set opendevSnapshot.interpreter (or opendevSnapshot.serverPath to an installed opendev-snapshot).',
+      ...actions,
+    );
+    if (pick === 'Select Interpreter') {
+      await vscode.commands.executeCommand('python.setInterpreter');
+    } else if (pick === 'Open Settings') {
+      await openSettings('interpreter');
+    }
+    return undefined;
+  }
+  log(
+    `Server: bundled opendev-snapshot ${bundle.opendevSnapshot ?? '?'} run by ${python.command.join(' ')} ` +
+      `(Python ${python.check.version}, from ${python.source})`,
+  );
+  return serverExecutable(s, context.extensionPath, python.command);
+}
+
 async function startClient(context: vscode.ExtensionContext): Promise<void> {
   const s = settings();
-  const serverOptions: ServerOptions = {
-    command: s.serverPath,
-    args: s.serverArgs,
-    transport: TransportKind.stdio,
-  };
+  const executable = await serverToRun(context, s);
+  if (!executable) {
+    return;
+  }
   const clientOptions: LanguageClientOptions = {
     documentSelector: [],
     initializationOptions: initializationOptions(s),
-    outputChannelName: 'OpenDev Snapshot',
+    outputChannel: output,
   };
-  const c = new LanguageClient(SECTION, 'OpenDev Snapshot', serverOptions, clientOptions);
+  const c = new LanguageClient(SECTION, 'OpenDev Snapshot', executable, clientOptions);
   c.onNotification(RECOVERABLE_SESSIONS, (params: RecoverableSessionsParams) => {
     for (const session of params.sessions) {
-      interrupted.set(session.sessionId, session);
+      known.set(session.sessionId, session);
     }
+    counts.set(params.workspaceFolder.uri, Math.max(counts.get(params.workspaceFolder.uri) ?? 0, params.sessions.length));
     updateStatus();
+    void refreshCounts();
   });
   c.onNotification(RECOVER_SESSION, (params: RecoverSessionParams) => {
-    interrupted.delete(params.session.sessionId);
-    updateStatus();
-    openResumeTerminal(params.session);
+    void recoverByKind(params.session).then(refreshCounts);
   });
+  c.onRequest(ShowMessageRequest.type, (params) => onQuestion(c, params));
   client = c;
   try {
     await c.start();
   } catch (err) {
     client = undefined;
     void vscode.window.showErrorMessage(
-      `OpenDev Snapshot: cannot start "${s.serverPath} ${s.serverArgs.join(' ')}": ${err}. ` +
-        'Set opendevSnapshot.serverPath to the opendev-snapshot executable.',
+      `OpenDev Snapshot: cannot start "${executable.command} ${executable.args.join(' ')}": ${errorMessage(err)}. ` +
+        'See the "OpenDev Snapshot" output.',
     );
+    return;
   }
-  context.subscriptions.push({ dispose: () => void c.stop() });
+  await refreshCounts();
 }
 
 async function stopClient(): Promise<void> {
   const c = client;
   client = undefined;
+  counts.clear();
+  updateStatus();
   if (c) {
     await c.stop();
   }
@@ -119,6 +343,8 @@ function running(): LanguageClient | undefined {
   return client;
 }
 
+// ------------------------------------------------------------------ commands
+
 async function showSessions(): Promise<void> {
   const c = running();
   if (!c) {
@@ -127,6 +353,7 @@ async function showSessions(): Promise<void> {
   const folders = vscode.workspace.workspaceFolders;
   const scope = settings().showAllProjects || !folders ? null : folders.map((f) => f.uri.toString());
   const sessions = await listSessions(c, scope);
+  sessions.forEach((s) => known.set(s.sessionId, s));
   if (sessions.length === 0) {
     void vscode.window.showInformationMessage('OpenDev: no incomplete sessions.');
     return;
@@ -139,18 +366,35 @@ async function showSessions(): Promise<void> {
   if (!picked) {
     return;
   }
-  const action = await vscode.window.showQuickPick(['Recover', 'Discard'], {
+  const action = await vscode.window.showQuickPick([RECOVER, DISCARD], {
     title: `OpenDev session ${picked.session.sessionId}`,
   });
-  if (action === 'Recover') {
-    await recover(c, picked.session.sessionId); // the server then sends opendev/recoverSession
-  } else if (action === 'Discard') {
-    const { removed } = await discard(c, picked.session.sessionId);
-    interrupted.delete(picked.session.sessionId);
-    updateStatus();
-    void vscode.window.showInformationMessage(
-      removed ? `OpenDev: discarded ${picked.session.sessionId}.` : `OpenDev: ${picked.session.sessionId} was already gone.`,
-    );
+  await act(c, picked.session, action);
+}
+
+async function restoreCommand(): Promise<void> {
+  const c = running();
+  if (!c) {
+    return;
+  }
+  const entries = await listTrash(c);
+  if (entries.length === 0) {
+    void vscode.window.showInformationMessage('OpenDev: the trash is empty.');
+    return;
+  }
+  type Item = vscode.QuickPickItem & { sessionId: string };
+  const now = Date.now();
+  const picked = await vscode.window.showQuickPick<Item>(
+    entries.map((e) => ({
+      label: e.sessionId,
+      description: `discarded ${describeAge(now - e.removedAtMs)} ago`,
+      detail: e.snapshot?.projectDir,
+      sessionId: e.sessionId,
+    })),
+    { title: 'OpenDev: restore a discarded session', placeHolder: 'Choose a session to bring back' },
+  );
+  if (picked) {
+    await restoreSession(c, picked.sessionId);
   }
 }
 
@@ -161,7 +405,7 @@ async function cleanupCommand(): Promise<void> {
   }
   const answer = await vscode.window.showInputBox({
     title: 'OpenDev: clean up old snapshots',
-    prompt: 'Remove snapshots older than (e.g. 90s, 30m, 12h, 7d). Running sessions are never removed.',
+    prompt: 'Move snapshots older than this to the trash (e.g. 90s, 30m, 12h, 7d). Running sessions are never touched.',
     value: '7d',
     validateInput: (v) => (parseDuration(v) === undefined ? 'A number followed by s, m, h or d' : undefined),
   });
@@ -188,40 +432,55 @@ async function cleanupCommand(): Promise<void> {
     return;
   }
   const confirm = await vscode.window.showWarningMessage(
-    `Remove ${preview.removedCount} snapshot(s) older than ${answer}?`,
+    `Move ${preview.removedCount} snapshot(s) older than ${answer} to the trash?`,
     { modal: true, detail: preview.sessionIds.join(', ') },
-    'Remove',
+    'Move to Trash',
   );
-  if (confirm !== 'Remove') {
+  if (confirm !== 'Move to Trash') {
     return;
   }
   const result = await run(false);
-  for (const id of result.sessionIds) {
-    interrupted.delete(id);
-  }
-  updateStatus();
-  void vscode.window.showInformationMessage(`OpenDev: removed ${result.removedCount} snapshot(s).`);
+  await refreshCounts();
+  void vscode.window.showInformationMessage(
+    `OpenDev: moved ${result.removedCount} snapshot(s) to the trash ("OpenDev: Restore a discarded session" brings one back).`,
+  );
 }
 
+// ------------------------------------------------------------------ activation
+
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  output = vscode.window.createOutputChannel('OpenDev Snapshot');
   status = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Left, 0);
   status.command = 'opendevSnapshot.showSessions';
+  const restart = async () => {
+    await stopClient();
+    await startClient(context);
+  };
   context.subscriptions.push(
+    output,
     status,
     vscode.commands.registerCommand('opendevSnapshot.showSessions', showSessions),
+    vscode.commands.registerCommand('opendevSnapshot.restore', restoreCommand),
     vscode.commands.registerCommand('opendevSnapshot.cleanup', cleanupCommand),
-    vscode.commands.registerCommand('opendevSnapshot.restartServer', async () => {
-      await stopClient();
-      await startClient(context);
-    }),
+    vscode.commands.registerCommand('opendevSnapshot.restartServer', restart),
     vscode.workspace.onDidChangeConfiguration(async (e) => {
-      const serverSettings = ['serverPath', 'serverArgs', 'snapshotDir', 'prompt', 'maxPrompts', 'staleAfterMs'];
+      const serverSettings = ['serverPath', 'serverArgs', 'interpreter', 'snapshotDir', 'prompt', 'maxPrompts', 'staleAfterMs'];
       if (client && serverSettings.some((key) => e.affectsConfiguration(`${SECTION}.${key}`))) {
-        await stopClient();
-        await startClient(context);
+        await restart();
       }
     }),
+    { dispose: () => refreshTimer && clearInterval(refreshTimer) },
+    { dispose: () => pythonWatch?.dispose() },
   );
+  // The count follows sessions resumed or discarded elsewhere.
+  refreshTimer = setInterval(() => void refreshCounts(), REFRESH_MS);
+  // A different interpreter selected in the Python extension: run the bundled server with it.
+  pythonWatch = await onPythonChange(() => {
+    const s = settings();
+    if (client && s.serverPath.trim() === '' && s.interpreter.length === 0) {
+      void restart();
+    }
+  });
   // Start when a folder is open; the language client then reports folders
   // added later with workspace/didChangeWorkspaceFolders.
   if (vscode.workspace.workspaceFolders?.length) {

@@ -19,6 +19,9 @@ export const RECOVERABLE_SESSIONS = 'opendev/recoverableSessions';
 export const RECOVER_SESSION = 'opendev/recoverSession';
 export const COMMAND_RECOVER = 'opendev.snapshot.recover';
 export const COMMAND_DISCARD = 'opendev.snapshot.discard';
+/** JSON-RPC error codes of the contract. */
+export const NOT_FOUND = -32001;
+export const RUNNING = -32003;
 
 export interface ToolResult {
   toolName: string;
@@ -37,6 +40,16 @@ export interface Listing {
   costUsd: number;
   status: 'running' | 'interrupted' | 'completed';
   path: string;
+  /** `opendev` (an agent session) or `ipython` (a notebook kernel's). */
+  kind?: 'opendev' | 'ipython';
+  /** The notebook of an `ipython` session, when its kernel knew it. */
+  notebook?: string | null;
+}
+
+export interface TrashEntry {
+  sessionId: string;
+  removedAtMs: number;
+  snapshot: Omit<Listing, 'status' | 'path' | 'kind' | 'notebook'> | null;
 }
 
 export interface ListIncompleteParams {
@@ -79,6 +92,10 @@ export const ListIncomplete = new RequestType<ListIncompleteParams, ListIncomple
 /** ... and the same method sent with no `params` key at all (every project). */
 export const ListIncompleteAll = new RequestType0<ListIncompleteResult, void>('opendev/snapshot.listIncomplete');
 export const Cleanup = new RequestType<CleanupParams, CleanupResult, void>('opendev/snapshot.cleanup');
+export const Restore = new RequestType<{ sessionId: string }, Listing, void>('opendev/snapshot.restore');
+export const ListTrash = new RequestType<Record<string, never>, { entries: TrashEntry[] }, void>(
+  'opendev/snapshot.listTrash',
+);
 
 type Progress = WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd;
 const WorkDoneProgress = new ProgressType<Progress>();
@@ -92,8 +109,11 @@ export interface Rpc {
 
 /** The extension's settings, as `contributes.configuration` declares them. */
 export interface Settings {
+  /** An installed server to run instead of the bundled one (empty: the bundled one). */
   serverPath: string;
   serverArgs: string[];
+  /** The Python that runs the bundled server (empty: the Python extension's, else python3). */
+  interpreter: string[];
   snapshotDir: string;
   prompt: boolean;
   maxPrompts: number;
@@ -127,6 +147,63 @@ export function resumeCommandLine(template: string, session: Listing): string {
   return (template || DEFAULT_RESUME_COMMAND)
     .replace(/\$\{sessionId\}/g, shellQuote(session.sessionId))
     .replace(/\$\{projectDir\}/g, shellQuote(session.projectDir));
+}
+
+/** The program a command line runs: its first word after `VAR=value` words and `env`. */
+export function commandProgram(line: string): string | undefined {
+  const words = line.match(/'[^']*'|"[^"]*"|\S+/g) ?? [];
+  for (const raw of words) {
+    const word = raw.replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1');
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(word) && word !== 'env') {
+      return word.startsWith('~/') && process.env.HOME ? process.env.HOME + word.slice(1) : word;
+    }
+  }
+  return undefined;
+}
+
+/** What to paste into a notebook to get a dead kernel's code back. */
+export function ipythonRecoverCommand(session: Pick<Listing, 'sessionId'>): string {
+  return `%opendev recover ${session.sessionId}`;
+}
+
+/**
+ * The known session a message names: the longest id that appears in it as
+ * a word (the server's question names its session; ids may share prefixes).
+ */
+export function sessionIn(message: string, known: Iterable<Listing>): Listing | undefined {
+  let best: Listing | undefined;
+  for (const s of known) {
+    const escaped = s.sessionId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    if (new RegExp(`(^|[^A-Za-z0-9_.-])${escaped}($|[^A-Za-z0-9_-])`).test(message)) {
+      if (!best || s.sessionId.length > best.sessionId.length) {
+        best = s;
+      }
+    }
+  }
+  return best;
+}
+
+/** The question asked about an interrupted session. */
+export function question(s: Listing, now = Date.now()): string {
+  const count = s.messageCount;
+  const base = (p: string) => p.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || p;
+  const what =
+    s.kind === 'ipython'
+      ? `Notebook session ${s.sessionId} (${s.notebook ? base(s.notebook) : 'IPython'})`
+      : `OpenDev session ${s.sessionId} (${base(s.projectDir)})`;
+  return (
+    `${what} was interrupted ${describeAge(now - s.snapshotTimestampMs)} ago: ` +
+    `${count} message${count === 1 ? '' : 's'}, $${s.costUsd.toFixed(2)}. Recover it?`
+  );
+}
+
+/** The holder named in a -32003 error's data, for a message. */
+export function holderText(data: unknown): string {
+  const holder = (data as { holder?: { pid?: number; host?: string } } | undefined)?.holder;
+  if (!holder || holder.pid === undefined) {
+    return '';
+  }
+  return ` (pid ${holder.pid}${holder.host ? ` on ${holder.host}` : ''})`;
 }
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -182,8 +259,23 @@ export function recover(rpc: Rpc, sessionId: string): Promise<Listing> {
   return rpc.sendRequest(ExecuteCommandRequest.type, { command: COMMAND_RECOVER, arguments: [sessionId] });
 }
 
+/** Discard: to the trash; a running session is refused with RUNNING (-32003). */
 export function discard(rpc: Rpc, sessionId: string): Promise<{ removed: boolean }> {
   return rpc.sendRequest(ExecuteCommandRequest.type, { command: COMMAND_DISCARD, arguments: [sessionId] });
+}
+
+/** Undo a Discard: the snapshot back from the trash (NOT_FOUND / RUNNING when it cannot be). */
+export function restore(rpc: Rpc, sessionId: string): Promise<Listing> {
+  return rpc.sendRequest(Restore, { sessionId });
+}
+
+export async function listTrash(rpc: Rpc): Promise<TrashEntry[]> {
+  return (await rpc.sendRequest(ListTrash, {})).entries;
+}
+
+/** The interrupted sessions of one project (for the status bar). */
+export async function interruptedOf(rpc: Rpc, projectDir: string): Promise<Listing[]> {
+  return (await rpc.sendRequest(ListIncomplete, { projectDir, status: 'interrupted' })).sessions;
 }
 
 let tokenCounter = 0;

@@ -1,16 +1,15 @@
-"""Pydantic v2 models of the contract's objects, for the front doors.
+"""Pydantic v2 models of the stored objects: ``AppStateSnapshot`` and ``ToolResultEntry``.
 
 Fields use the seed's snake_case names (on disk) with camelCase aliases
 (on the wire); both are accepted on input. Validation mirrors
 :mod:`.validation` (which the codec uses on the pydantic-free listing
-path); ``tests/unit/test_models.py`` checks the two agree. Importing this
-module costs pydantic's import time, so the server does it off its
-start-up path.
+path); ``tests/unit/test_models.py`` checks the two agree. The JSON-RPC
+params and results built on these live in ``opendev_snapshot.server.models``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
@@ -25,7 +24,6 @@ SessionId = Annotated[
     StringConstraints(strict=True, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$"),
 ]
 Cost = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Status = Literal["running", "interrupted"]
 
 
 class WireModel(BaseModel):
@@ -65,112 +63,3 @@ class AppStateSnapshot(WireModel):
     @staticmethod
     def record_fields() -> tuple:
         return tuple(new_record("x", "").keys())
-
-
-class Listing(AppStateSnapshot):
-    """A snapshot plus its liveness and absolute path."""
-
-    status: Literal["running", "interrupted", "completed"]
-    path: str
-
-
-class Skipped(WireModel):
-    file: str
-    reason: str
-
-
-# ----------------------------------------------------------- method params
-class SaveParams(AppStateSnapshot):
-    claim: Annotated[bool, Field(strict=True)] = True
-
-
-class SaveResult(WireModel):
-    session_id: str
-    path: str
-    snapshot_timestamp_ms: int
-
-
-class SessionParams(WireModel):
-    session_id: SessionId
-
-
-class ListIncompleteParams(WireModel):
-    project_dir: Optional[Text] = None
-    status: Optional[Status] = None
-    limit: Optional[Annotated[int, Field(ge=0, strict=True)]] = None
-
-
-class ListIncompleteResult(WireModel):
-    sessions: list[Listing]
-    skipped: list[Skipped]
-
-
-class CleanupParams(WireModel):
-    max_age_ms: U64
-    dry_run: Annotated[bool, Field(strict=True)] = False
-    include_incomplete: Annotated[bool, Field(strict=True)] = True
-
-
-class CleanupResult(WireModel):
-    removed_count: int
-    session_ids: list[str]
-    dry_run: bool
-
-
-class RemoveResult(WireModel):
-    removed: bool
-
-
-class MarkCompletedResult(WireModel):
-    session_id: str
-    snapshot_timestamp_ms: int
-
-
-class RecordToolResultParams(WireModel):
-    session_id: SessionId
-    tool_name: Text
-    call_id: Text
-    output_preview: Text
-    success: Annotated[bool, Field(strict=True)]
-    max_entries: Optional[U64] = None
-
-
-class RecordToolResultResult(WireModel):
-    session_id: str
-    count: int
-
-
-# ------------------------------------------------------ server to client
-class WorkspaceFolder(WireModel):
-    uri: str
-    name: str
-
-
-class RecoverableSessions(WireModel):
-    workspace_folder: WorkspaceFolder
-    sessions: list[Listing]
-
-
-class RecoverSession(WireModel):
-    session: Listing
-
-
-WIRE_MODELS = {
-    "AppStateSnapshot": AppStateSnapshot,
-    "ToolResultEntry": ToolResultEntry,
-    "Listing": Listing,
-    "Skipped": Skipped,
-    "SaveParams": SaveParams,
-    "SaveResult": SaveResult,
-    "SessionParams": SessionParams,
-    "ListIncompleteParams": ListIncompleteParams,
-    "ListIncompleteResult": ListIncompleteResult,
-    "CleanupParams": CleanupParams,
-    "CleanupResult": CleanupResult,
-    "RemoveResult": RemoveResult,
-    "MarkCompletedResult": MarkCompletedResult,
-    "RecordToolResultParams": RecordToolResultParams,
-    "RecordToolResultResult": RecordToolResultResult,
-    "RecoverableSessions": RecoverableSessions,
-    "RecoverSession": RecoverSession,
-}

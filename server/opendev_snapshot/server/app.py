@@ -1,68 +1,199 @@
-"""Composition root and entry point of ``opendev-snapshot serve``.
+"""Composition root of ``opendev-snapshot serve``: the server, its features, its loop.
 
-``run(args)`` (``args.dir``, ``tcp``, ``host``, ``port``, ``log_file``,
-``verbose``) configures logging (stderr or ``--log-file``; never stdout),
-forks the start-up pre-scan, imports pygls, wires the features (one module
-each; a feature that fails to register is logged and the rest carry on),
-serves stdio or TCP, and returns the exit code: 0 after ``shutdown`` +
-``exit``, 1 for ``exit`` alone, end of input without ``shutdown``, or the
-editor's process dying.
+:func:`main` builds the pygls server with its features (the start-up
+pre-scan was forked by :mod:`.args` before pygls was imported) and serves
+stdio or TCP through ``pygls.io_.run_async``. It returns the exit code:
+
+- 0 after ``shutdown`` + ``exit`` (or ``shutdown`` and end of input);
+- 1 for ``exit`` alone, end of input without ``shutdown``, or the editor's
+  process dying.
+
+pygls' own ``exit`` handler raises ``SystemExit`` with exactly that code
+once it has closed the writer; ``start_io`` would swallow it, our
+``asyncio.run`` lets it through to :func:`main`.
+
+Features (esbonio's composition): each module's feature object is built
+here and added to the server; the lifecycle handlers below fan every event
+(``initialize``, ``initialized``, folders changed, ``shutdown``, the end of
+the process) out to every feature, each failing alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import os
+import signal
 import sys
+import threading
+
+from lsprotocol import types
+from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
+from pygls.lsp.server import LanguageServer
+
+from .. import __version__
+from .feature import Feature, folder_from, folders_of
+from .options import parse_init_options
+from .rpc import QuietExpectedErrors, SnapshotProtocol, converter_factory, parse_error_handler
+from .streams import FrameReader, stdin_reader
 
 log = logging.getLogger("opendev_snapshot.server")
 
-FEATURES = ("methods", "recovery", "commands", "lifecycle")
 
+class SnapshotServer(LanguageServer):
+    """pygls' LanguageServer holding our features and the way to end the run."""
 
-def configure_logging(log_file: str | None, verbose: bool) -> None:
-    """stderr or ``--log-file``; never stdout. Keeps handlers the CLI set up."""
-    root = logging.getLogger()
-    for old in list(root.handlers):  # nothing may reach stdout, the protocol stream
-        if getattr(old, "stream", None) is sys.stdout:
-            root.removeHandler(old)
-    if not root.handlers:
-        if log_file:
-            handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8")
-        else:
-            handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    def __init__(self) -> None:
+        super().__init__(
+            "opendev-snapshot",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.None_,
+            protocol_cls=SnapshotProtocol,
+            converter_factory=converter_factory,
+        )
+        self._features: dict[type, Feature] = {}
+        self._stop: asyncio.Future | None = None
 
+    # ------------------------------------------------------------ features
+    def add_feature(self, feature: Feature) -> None:
+        self._features[type(feature)] = feature
 
-def create_server(ctx, features=FEATURES):
-    """Build the pygls server and register each feature module on it."""
-    from lsprotocol import types
-    from pygls.lsp.server import LanguageServer
-
-    from .. import __version__
-    from .rpc import SnapshotProtocol, converter_factory
-
-    server = LanguageServer(
-        "opendev-snapshot",
-        __version__,
-        text_document_sync_kind=types.TextDocumentSyncKind.None_,
-        protocol_cls=SnapshotProtocol,
-        converter_factory=converter_factory,
-    )
-    import importlib
-
-    for name in features:
+    def get_feature(self, cls: type) -> Feature:
         try:
-            module = importlib.import_module(f".{name}", __package__)
-            module.register(server, ctx)
+            return self._features[cls]
+        except KeyError:
+            raise LookupError(f"feature {cls.__name__} is not available") from None
+
+    def fan_out(self, event: str, *args) -> list:
+        """Call ``event`` on every feature, each failing alone; returns what is still to await."""
+        pending = []
+        for feature in list(self._features.values()):
+            try:
+                result = getattr(feature, event)(*args)
+            except Exception:
+                log.exception("%s.%s failed; the other features carry on", type(feature).__name__, event)
+                continue
+            if inspect.isawaitable(result):
+                pending.append((feature, result))
+        return pending
+
+    async def fan_out_async(self, event: str, *args) -> None:
+        for feature, result in self.fan_out(event, *args):
+            try:
+                await result
+            except Exception:
+                log.exception("%s.%s failed; the other features carry on", type(feature).__name__, event)
+
+    # ------------------------------------------------------------- running
+    def request_stop(self, code: int) -> None:
+        """End the run with ``code`` (the editor died, SIGTERM)."""
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(code)
+
+    async def serve(self, reader) -> int:
+        """Let pygls read ``reader`` until end of input, ``exit`` or :meth:`request_stop`."""
+        stop = self.stop_future()
+        stop_event = threading.Event()
+        loop_task = asyncio.ensure_future(
+            run_async(
+                stop_event=stop_event,
+                reader=reader,
+                protocol=self.protocol,
+                error_handler=parse_error_handler(self.protocol),
+            )
+        )
+        try:
+            await asyncio.wait({loop_task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_event.set()
+            loop_task.cancel()
+        if stop.done():
+            return stop.result()
+        if not loop_task.cancelled() and loop_task.exception() is not None:
+            log.error("reading messages failed", exc_info=loop_task.exception())
+        log.info("end of input")
+        return 0 if self.protocol.shutdown_received else 1
+
+    def stop_future(self) -> asyncio.Future:
+        if self._stop is None:
+            self._stop = asyncio.get_running_loop().create_future()
+            try:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.request_stop, 1)
+            except (NotImplementedError, RuntimeError, ValueError):  # not POSIX, or not the main thread
+                pass
+        return self._stop
+
+
+# ------------------------------------------------------------------ lifecycle
+def _show(ls, problems: list, kind=types.MessageType.Warning) -> None:
+    for problem in problems:
+        log.warning("%s", problem)
+        ls.window_show_message(types.ShowMessageParams(type=kind, message=f"opendev-snapshot: {problem}"))
+
+
+def _wire_lifecycle(server: SnapshotServer, storage) -> None:
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: SnapshotServer, params: types.InitializeParams):
+        settings, problems = parse_init_options(params.initialization_options)
+        ls.fan_out("initialize", settings, folders_of(params))
+        loop = asyncio.get_running_loop()
+        if problems:  # shown right after the response
+            loop.call_soon(_show, ls, problems)
+        problem = storage.problem() if storage is not None else None
+        if problem:
+            loop.call_soon(_show, ls, [problem], types.MessageType.Error)
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: SnapshotServer, params: types.InitializedParams):
+        await ls.fan_out_async("initialized")
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+    def folders_changed(ls: SnapshotServer, params: types.DidChangeWorkspaceFoldersParams):
+        event = params.event
+        added = [folder_from(f.uri, f.name) for f in (event.added or [])]
+        removed = [folder_from(f.uri, f.name) for f in (event.removed or [])]
+        ls.fan_out("folders_changed", [f for f in added if f], [f for f in removed if f])
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: SnapshotServer, params=None):
+        ls.fan_out("shutdown")
+
+
+def create_server(cli_dir: str | None = None, prescan=None) -> SnapshotServer:
+    """The server with every feature; one that fails to set up is logged and left out."""
+    from .commands import Commands
+    from .editor import EditorWatch
+    from .methods import Methods
+    from .prompts import Prompts
+    from .recovery import Recovery
+    from .storage import Storage
+
+    QuietExpectedErrors.install()
+    server = SnapshotServer()
+    builders = [
+        lambda: Storage(server, cli_dir, prescan),
+        lambda: Prompts(server),
+        lambda: Methods(server),
+        lambda: Recovery(server),
+        lambda: Commands(server),
+        lambda: EditorWatch(server),
+    ]
+    for build in builders:
+        try:
+            server.add_feature(build())
         except Exception:
-            log.exception("feature %s failed to register; carrying on without it", name)
+            log.exception("a feature failed to set up; carrying on without it")
+    try:
+        storage = server.get_feature(Storage)
+    except LookupError:
+        storage = None
+    _wire_lifecycle(server, storage)
     return server
 
 
-def _take_stdio() -> tuple[int, int]:
+# --------------------------------------------------------------------- stdio
+def take_stdio() -> tuple[int, int]:
     """Private copies of stdin/stdout for the protocol; fd 1 then points at stderr.
 
     A stray ``print`` (ours or a library's) can no longer corrupt the
@@ -78,218 +209,82 @@ def _take_stdio() -> tuple[int, int]:
     return in_fd, out_fd
 
 
-def run(args) -> int:
-    configure_logging(getattr(args, "log_file", None), bool(getattr(args, "verbose", False)))
-    cli_dir = getattr(args, "dir", None)
-
-    # Fork the pre-scan before pygls is imported (see prescan.py).
-    from .context import ServerContext
-    from .prescan import Prescan
-
-    ctx = ServerContext(cli_dir=cli_dir)
+async def serve_stdio(server: SnapshotServer, in_fd: int, out_fd: int) -> int:
+    stream = await stdin_reader(in_fd)
+    if stream is None:  # not a pipe (a file, say): pygls' own executor-based reader
+        stream = StdinAsyncReader(os.fdopen(in_fd, "rb", closefd=False))
+    writer = StdoutWriter(os.fdopen(out_fd, "wb"))  # closed by pygls' ``exit``: the client sees EOF at once
+    server.protocol.set_writer(writer)
     try:
-        ctx.prescan = Prescan.start(ctx.snapshot_dir())
-    except Exception:  # ConfigError is reported at initialize / first request
-        ctx.prescan = None
+        return await server.serve(FrameReader(stream))
+    finally:
+        try:
+            writer.close()
+        except (OSError, ValueError):  # the client went away first, or ``exit`` closed it
+            pass
 
-    tcp = bool(getattr(args, "tcp", False))
+
+# ----------------------------------------------------------------------- tcp
+async def serve_tcp(server: SnapshotServer, host: str, port: int, token: str, token_file: str | None = None) -> int:
+    from .gate import Gate, listen
+    from .tcp import TcpConfigError, write_token_file
+
+    stop = server.stop_future()
+    finished: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    async def on_editor(frames: FrameReader, writer: asyncio.StreamWriter, initialize) -> None:
+        listener.close()  # one editor per server: nobody else connects from now on
+        server.protocol.set_writer(writer)
+        server.protocol.handle_message(initialize)  # read and checked at the gate, answered here
+        try:
+            code = await server.serve(frames)
+        finally:
+            writer.close()
+        if not finished.done():
+            finished.set_result(code)
+
     try:
-        if tcp:
-            server = create_server(ctx)
-            host, port = getattr(args, "host", "127.0.0.1"), int(getattr(args, "port", 2087))
-            coro = serve_tcp(server, ctx, host, port)
+        listener = await listen(host, port, Gate(token, on_editor))
+    except OSError as exc:
+        print(f"opendev-snapshot: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        if token_file:  # after listening: whoever reads the token can connect
+            write_token_file(token_file, token)
+    except TcpConfigError as exc:
+        listener.close()
+        print(f"opendev-snapshot: {exc}", file=sys.stderr, flush=True)
+        return 1
+    for sock in listener.sockets:
+        addr = sock.getsockname()
+        shown = f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+        print(f"opendev-snapshot: listening on {shown}", file=sys.stderr, flush=True)
+    print(f"opendev-snapshot: token: {token} (send it as initializationOptions.token)", file=sys.stderr, flush=True)
+    try:
+        await asyncio.wait({finished, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        listener.close()
+    return finished.result() if finished.done() else stop.result()
+
+
+# ---------------------------------------------------------------------- main
+def main(cli_dir: str | None, prescan=None, tcp: tuple | None = None) -> int:
+    """Serve until the end; ``tcp`` is ``(host, port, token, token_file)`` or None for stdio.
+
+    ``prescan`` was forked by the caller before this module (and pygls) was imported.
+    """
+    server = create_server(cli_dir, prescan)
+    try:
+        if tcp is None:
+            in_fd, out_fd = take_stdio()
+            coro = serve_stdio(server, in_fd, out_fd)
         else:
-            in_fd, out_fd = _take_stdio()
-            try:
-                server, handoff = _start_stdio(ctx, in_fd, out_fd)
-            except (BrokenPipeError, ConnectionResetError):
-                log.warning("the client went away during the handshake")
-                return 1
-            coro = serve_stdio(server, ctx, in_fd, out_fd, handoff)
-        import asyncio
-
+            coro = serve_tcp(server, *tcp)
         try:
             return asyncio.run(coro)
+        except SystemExit as exc:  # pygls' ``exit``: 0 after shutdown, else 1
+            return exc.code if isinstance(exc.code, int) else 0
         except KeyboardInterrupt:
-            return 1
+            return 130
     finally:
-        ctx.stopping = True
-        if ctx.prescan is not None:
-            ctx.prescan.close()
-        ctx.close_store()
-        for thread in ctx.threads:
-            thread.join(timeout=10)
-
-
-def _start_stdio(ctx, in_fd: int, out_fd: int):
-    """Build the server; on POSIX answer the handshake meanwhile (see handshake.py)."""
-    from . import handshake
-    from .framing import FdWriter
-
-    if not handshake.enabled():
-        return create_server(ctx), None
-    import threading
-
-    built: dict = {}
-    ready = threading.Event()
-
-    def load() -> None:
-        try:
-            built["server"] = create_server(ctx)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            built["error"] = exc
-        finally:
-            ready.set()
-
-    loader = threading.Thread(target=load, name="pygls-loader", daemon=True)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)  # the handshake gets the GIL back quickly
-    loader.start()
-    try:
-        handoff = handshake.run(in_fd, FdWriter(out_fd), ctx, ready)
-    finally:
-        loader.join()  # never leave a thread importing while the interpreter exits
-        sys.setswitchinterval(interval)
-    if "error" in built:
-        raise built["error"]
-    return built["server"], handoff
-
-
-def _exit_code(protocol) -> int:
-    if protocol.exit_code is not None:
-        return protocol.exit_code
-    return 0 if protocol._shutdown else 1
-
-
-def _install_stop(server, ctx):
-    """An event set by ``exit``, the editor's death or a fatal transport error.
-
-    Installed before any message is dispatched (the fast start may hand over
-    an ``exit`` that arrived with the handshake).
-    """
-    import asyncio
-
-    stop = asyncio.Event()
-
-    def on_exit(code: int) -> None:
-        ctx.stopping = True
-        if ctx.recovery is not None:
-            ctx.recovery.stop()
-        ctx.release_locks()
-        stop.set()
-
-    server.protocol.on_exit = on_exit
-    ctx.request_stop = stop.set
-    return stop
-
-
-async def _run_until_stopped(server, ctx, main_coro, stop) -> int:
-    import asyncio
-
-    main = asyncio.ensure_future(main_coro(stop))
-    waiter = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({main, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (main, waiter):
-            task.cancel()
-        ctx.stopping = True
-        if ctx.recovery is not None:
-            ctx.recovery.stop()
-    if main.done() and not main.cancelled() and main.exception() is not None:
-        log.error("transport failed", exc_info=main.exception())
-    return _exit_code(server.protocol)
-
-
-async def serve_stdio(server, ctx, in_fd: int, out_fd: int, handoff=None) -> int:
-    import asyncio
-
-    from .framing import FdWriter
-    from .transport import Dispatcher, FrameProtocol, attach_fd
-
-    protocol = server.protocol
-    writer = FdWriter(out_fd)
-    dispatcher = Dispatcher(protocol)
-    stop = _install_stop(server, ctx)
-    ended = asyncio.Event()
-
-    def on_eof() -> None:
-        if not ended.is_set():
-            log.info("end of input")
-            ended.set()
-
-    frames = FrameProtocol(dispatcher, on_eof)
-    if handoff is not None:
-        if handoff.announced is not None:
-            ctx.announced = handoff.announced
-        protocol.set_writer(_Discard())  # already answered by the fast start
-        for body in handoff.replay:
-            try:
-                dispatcher.dispatch(body)
-            except Exception:
-                log.exception("replaying the handshake into pygls failed")
-    # Replayed handlers ran synchronously; what they scheduled (prompts,
-    # option warnings) runs later, through the real writer.
-    protocol.set_writer(writer)
-    if handoff is not None:
-        for body in handoff.pending:
-            dispatcher.dispatch(body)
-        if handoff.leftover:
-            frames.data_received(handoff.leftover)
-    transport = await attach_fd(in_fd, frames)
-
-    async def main(stop):
-        await ended.wait()
-
-    try:
-        return await _run_until_stopped(server, ctx, main, stop)
-    finally:
-        if transport is not None:
-            transport.close()
-        try:
-            os.set_blocking(in_fd, True)
-        except OSError:
-            pass
-        writer.close()
-
-
-class _Discard:
-    def write(self, data: bytes) -> None:
-        log.debug("fast start: pygls' own handshake output discarded: %r", data[:200])
-
-    def close(self) -> None:
-        pass
-
-
-async def serve_tcp(server, ctx, host: str, port: int) -> int:
-    import asyncio
-
-    from .transport import Dispatcher, StreamWriterAdapter, read_frames
-
-    protocol = server.protocol
-    stop = _install_stop(server, ctx)
-    connected = asyncio.Event()
-    finished = asyncio.Event()
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if connected.is_set():  # one editor per server, as with stdio
-            writer.close()
-            return
-        connected.set()
-        protocol.set_writer(StreamWriterAdapter(writer))
-        try:
-            await read_frames(reader, Dispatcher(protocol), asyncio.Event())
-        finally:
-            writer.close()
-            finished.set()
-
-    tcp_server = await asyncio.start_server(on_connect, host, port)
-    addrs = ", ".join(str(sock.getsockname()[:2]) for sock in tcp_server.sockets)
-    log.warning("opendev-snapshot server listening on %s", addrs)
-    print(f"opendev-snapshot: listening on {addrs}", file=sys.stderr, flush=True)
-
-    async def main(stop):
-        async with tcp_server:
-            await finished.wait()
-
-    return await _run_until_stopped(server, ctx, main, stop)
+        server.fan_out("close")

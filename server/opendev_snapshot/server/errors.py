@@ -1,11 +1,13 @@
-"""The one place where failures become JSON-RPC errors.
+"""The one place where failures become JSON-RPC errors (contract section 3).
 
-- ``-32602`` invalid params, naming the offending field in camelCase
-  (also in ``error.data.field``);
-- ``-32001`` no snapshot for that ``sessionId`` (``error.data.sessionId``);
+- ``-32602`` invalid params, naming the offending field in camelCase (also
+  in ``error.data.field``);
+- ``-32001`` no snapshot for that ``sessionId`` (``error.data.sessionId``),
+  also a restore of an id that is not in the trash;
 - ``-32002`` storage failure, the message says what failed;
 - ``-32003`` the session is running in another live process
-  (``error.data.holder``), or a restore meets a session that exists again;
+  (``error.data.holder``: the lock file's object), or a restore finds the
+  id in place again;
 - anything else: ``-32603``, logged with its traceback; the server carries on.
 """
 
@@ -17,7 +19,16 @@ import logging
 
 from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 
-from ..core.errors import ConfigError, InvalidSnapshot, SessionExists, SessionNotFound, SessionRunning, StorageError
+from ..core.errors import (
+    ConfigError,
+    InvalidSnapshot,
+    NotInTrash,
+    SessionExists,
+    SessionNotFound,
+    SessionRunning,
+    StorageError,
+)
+from ..core.holder import describe_holder
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +37,9 @@ SESSION_NOT_FOUND = -32001
 STORAGE_FAILURE = -32002
 SESSION_RUNNING = -32003
 
-SESSION_ID_RULE = "must be 1 to 128 characters from A-Z a-z 0-9 . _ - and not start with '.'"
+# The core names a tool result's fields under the argument it checked them
+# in (``entry.tool_name``); on the wire they are top-level params.
+_PREFIXES = ("entry.",)
 
 
 def camel(name: str) -> str:
@@ -34,15 +47,25 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def wire_field(field: str) -> str:
+    """``last_tool_results[0].call_id`` -> ``lastToolResults[0].callId``."""
+    if not field:
+        return "params"
+    for prefix in _PREFIXES:
+        if field.startswith(prefix):
+            field = field[len(prefix) :]
+    return ".".join(camel(part) for part in field.split("."))
+
+
 def invalid_params(field: str, message: str) -> JsonRpcException:
-    field = ".".join(camel(part) for part in field.split(".")) if field else "params"
+    field = wire_field(field)
     return JsonRpcInvalidParams(message=f"invalid params: {field}: {message}", data={"field": field})
 
 
-def session_not_found(session_id: str) -> JsonRpcException:
+def session_not_found(session_id: str, message: str | None = None) -> JsonRpcException:
     return JsonRpcException(
         code=SESSION_NOT_FOUND,
-        message=f"no snapshot for session {session_id!r}",
+        message=message or f"no snapshot for session {session_id!r}",
         data={"sessionId": session_id},
     )
 
@@ -56,34 +79,19 @@ def storage_failure(message: str, path: str | None = None, errno: int | None = N
     return JsonRpcException(code=STORAGE_FAILURE, message=f"storage failure: {message}", data=data or None)
 
 
-def _loc_to_field(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + camel(str(part))
-    return out or "params"
-
-
-def from_validation_error(exc) -> JsonRpcException:
-    """A pydantic ``ValidationError`` -> -32602 naming the first bad field."""
-    errors = exc.errors(include_url=False)
-    if not errors:
-        return invalid_params("params", str(exc))
-    first = errors[0]
-    loc = tuple(p for p in first.get("loc", ()) if not (isinstance(p, str) and p.startswith("function-")))
-    field = _loc_to_field(loc)
-    kind = first.get("type", "")
-    message = first.get("msg", "invalid value")
-    if field == "sessionId" and kind in ("string_pattern_mismatch", "string_too_short", "string_too_long"):
-        message = SESSION_ID_RULE
-    elif kind == "model_type" or (kind == "dict_type" and field == "params"):
-        message = "params must be an object"
-    elif kind == "missing":
-        message = "is required"
-    jre = JsonRpcInvalidParams(message=f"invalid params: {field}: {message}", data={"field": field})
-    return jre
+def session_running(exc: SessionRunning) -> JsonRpcException:
+    holder = exc.holder if isinstance(exc.holder, dict) else None
+    if holder:
+        where = f" ({describe_holder(holder)})"
+    elif exc.holder is None:
+        where = " (saved moments ago without a lock file)"
+    else:
+        where = ""
+    return JsonRpcException(
+        code=SESSION_RUNNING,
+        message=f"session {exc.session_id!r} is running in another live process{where}; pass force: true to override",
+        data={"sessionId": exc.session_id, "holder": holder},
+    )
 
 
 def to_rpc_error(exc: BaseException) -> JsonRpcException:
@@ -91,19 +99,23 @@ def to_rpc_error(exc: BaseException) -> JsonRpcException:
     if isinstance(exc, JsonRpcException):
         return exc
     if isinstance(exc, InvalidSnapshot):
-        return invalid_params(exc.field or "params", exc.message)
+        return invalid_params(exc.field, exc.message)
+    if isinstance(exc, NotInTrash):
+        return session_not_found(exc.session_id, f"session {exc.session_id!r} is not in the trash")
     if isinstance(exc, SessionNotFound):
         return session_not_found(exc.session_id)
+    if isinstance(exc, SessionRunning):
+        return session_running(exc)
+    if isinstance(exc, SessionExists):
+        return JsonRpcException(
+            code=SESSION_RUNNING,
+            message=f"session {exc.session_id!r} exists again; remove it before restoring",
+            data={"sessionId": exc.session_id},
+        )
     if isinstance(exc, StorageError):
         return storage_failure(str(exc), exc.path, getattr(exc, "errno", None))
-    if isinstance(exc, SessionRunning):
-        return JsonRpcException(code=SESSION_RUNNING, message=str(exc), data={"sessionId": exc.session_id, "holder": exc.holder})
-    if isinstance(exc, SessionExists):
-        return JsonRpcException(code=SESSION_RUNNING, message=str(exc), data={"sessionId": exc.session_id})
     if isinstance(exc, ConfigError):
         return storage_failure(str(exc))
-    if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
-        return from_validation_error(exc)
     if isinstance(exc, OSError):
         return storage_failure(f"{exc.strerror or exc}", getattr(exc, "filename", None), exc.errno)
     log.error("unexpected error in a handler", exc_info=exc)

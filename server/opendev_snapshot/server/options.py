@@ -7,7 +7,7 @@ is used; unknown keys are ignored; ``null`` means "not set".
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 U64_MAX = 2**64 - 1
 
@@ -20,6 +20,9 @@ class InitOptions:
     stale_after_ms: int = 120_000
     max_tool_results: int = 10
     preview_chars: int = 500
+    redact_secrets: bool = True
+    trash_retention_ms: int = 604_800_000
+    token: str | None = field(default=None, repr=False)  # TCP only; never shown in a repr or a log
 
 
 DEFAULTS = InitOptions()
@@ -32,12 +35,16 @@ _SPEC = {
     "staleAfterMs": ("stale_after_ms", "count"),
     "maxToolResults": ("max_tool_results", "count"),
     "previewChars": ("preview_chars", "count"),
+    "redactSecrets": ("redact_secrets", "bool"),
+    "trashRetentionMs": ("trash_retention_ms", "count"),
+    "token": ("token", "text"),
 }
 _SNAKE = {attr: wire for wire, (attr, _kind) in _SPEC.items()}
 _EXPECTED = {
     "path": "a string (a directory path or file:// URI)",
     "bool": "true or false",
     "count": "a non-negative integer",
+    "text": "a string",
 }
 
 
@@ -56,6 +63,8 @@ def _check(kind: str, value: object) -> bool:
         return isinstance(value, str) and "\0" not in value
     if kind == "bool":
         return type(value) is bool
+    if kind == "text":
+        return isinstance(value, str)
     return type(value) is int and 0 <= value <= U64_MAX
 
 
@@ -81,6 +90,8 @@ def parse_init_options(raw: object) -> tuple[InitOptions, list[str]]:
         if not _check(kind, value):
             default = getattr(DEFAULTS, attr)
             shown = "unset" if default is None else _short(default)
+            if kind == "text":
+                value = "..."  # never echo a secret
             problems.append(
                 f"initializationOptions.{wire} must be {_EXPECTED[kind]}, got {_short(value)}; "
                 f"using the default ({shown})."
@@ -90,21 +101,6 @@ def parse_init_options(raw: object) -> tuple[InitOptions, list[str]]:
             continue
         values[attr] = value
     return InitOptions(**values), problems
-
-
-class OnceParser:
-    """Parse a given ``initializationOptions`` value once per server run
-    (the fast start and the replayed ``initialize`` see the same value)."""
-
-    def __init__(self) -> None:
-        self._last: tuple | None = None
-
-    def __call__(self, raw: object) -> tuple[InitOptions, list[str]]:
-        if self._last is not None and self._last[0] == raw:
-            return self._last[1], list(self._last[2])
-        options, problems = parse_init_options(raw)
-        self._last = (raw, options, list(problems))
-        return options, problems
 
 
 def option_names() -> list[str]:

@@ -1,34 +1,41 @@
 -- Test driver for headless Neovim, loaded with --cmd before the user's
--- init.lua. It stands in for the user: a vim.ui.select / vim.ui.input that
--- answers from the test's config (as a picker plugin would), vim.notify
--- captured, then, once Neovim has started, the scenario of
--- tests/e2e/test_editor_neovim.py. Results go to a JSON file; any failure
--- writes {error = ...} and exits non-zero.
+-- init.lua. It stands in for the user: it types with nvim_input (the keys
+-- go through Neovim's input queue as typed keys do), answers pickers from
+-- the test's config (vim.ui.select / vim.ui.input, as a picker plugin
+-- would), captures vim.notify, and runs the scenario of
+-- tests/e2e/test_editor_neovim.py as a coroutine that sleeps on timers, so
+-- Neovim's main loop processes input and server messages in between.
+-- Results go to a JSON file; any failure writes {error = ...} and exits non-zero.
+local uv = vim.uv or vim.loop
 local cfg = vim.fn.json_decode(os.getenv('OPENDEV_TEST_CONFIG'))
-local R = { notices = {}, prompts = {}, events = {} }
+local R = { notices = {}, asked = {}, steps = {} }
 local picks = {}
 
 vim.notify = function(msg)
   table.insert(R.notices, msg)
 end
 
+local function id_in(text)
+  for sid, _ in pairs(cfg.answers_all) do
+    if text:find(sid, 1, true) then
+      return sid
+    end
+  end
+end
+
 vim.ui.select = function(items, opts, on_choice)
   if opts.kind == 'opendev_snapshot.prompt' then
-    local id
-    for sid, _ in pairs(cfg.answers) do
-      if opts.prompt:find('session ' .. sid .. ' ', 1, true) then
-        id = sid
-      end
-    end
-    local answer = id and cfg.answers[id] or nil
-    table.insert(R.prompts, { id = id, items = items, answer = answer, async = cfg.async[id] == true })
-    if cfg.async[id] then -- a picker that answers later
-      vim.defer_fn(function()
-        on_choice(answer)
-      end, 30)
-    else
-      on_choice(answer)
-    end
+    local id = id_in(opts.prompt)
+    local answer = id and cfg.answers_all[id] or nil
+    table.insert(R.asked, {
+      id = id,
+      items = items,
+      answer = answer,
+      prompt = opts.prompt,
+      mode = vim.api.nvim_get_mode().mode,
+      at_ms = uv.now(),
+    })
+    on_choice(answer)
     return
   end
   local pick = table.remove(picks, 1)
@@ -44,14 +51,47 @@ local function write(result)
   f:close()
 end
 
+-- ---------------------------------------------------------------- coroutine plumbing
+local co
+local function fail(err)
+  R.error = tostring(err)
+  write(R)
+  vim.cmd('cquit 1')
+end
+
+local function resume()
+  local ok, err = coroutine.resume(co)
+  if not ok then
+    fail(err)
+  end
+end
+
+local function sleep(ms)
+  vim.defer_fn(resume, ms)
+  coroutine.yield()
+end
+
 local function wait(what, cond, ms)
-  if not vim.wait(ms or 10000, cond, 20) then
-    error('timed out waiting for ' .. what, 2)
+  local deadline = uv.now() + (ms or 30000)
+  while not cond() do
+    if uv.now() > deadline then
+      error('timed out waiting for ' .. what, 2)
+    end
+    sleep(25)
   end
 end
 
 local function exists(path)
-  return vim.loop.fs_stat(path) ~= nil
+  return uv.fs_stat(path) ~= nil
+end
+
+local function noticed(text)
+  for _, n in ipairs(R.notices) do
+    if n:find(text, 1, true) then
+      return n
+    end
+  end
+  return nil
 end
 
 local function terminals()
@@ -62,15 +102,6 @@ local function terminals()
     end
   end
   return names
-end
-
-local function terminal_for(id)
-  for _, name in ipairs(terminals()) do
-    if name:find('opendev --resume ' .. id, 1, true) then
-      return true
-    end
-  end
-  return false
 end
 
 local function ids(items)
@@ -95,46 +126,174 @@ local function pick_session(id, record)
   end
 end
 
+local function queued(id)
+  for _, item in ipairs(require('opendev_snapshot').state.queue) do
+    if item.session.sessionId == id then
+      return true
+    end
+  end
+  return false
+end
+
+local function asked(id)
+  for _, a in ipairs(R.asked) do
+    if a.id == id then
+      return a
+    end
+  end
+end
+
+-- ---------------------------------------------------------------- the scenario
 local function scenario()
   local od = require('opendev_snapshot')
-  local ids_ = cfg.ids
-  -- 1. On open: the notification reaches the handler, every prompt is answered.
-  wait('opendev/recoverableSessions', function()
-    return next(od.state.recoverable) ~= nil
+  local I = cfg.ids
+  local typed = {}
+  local keys = cfg.keys -- one typed key per entry
+  local k = 0
+  local function type_one()
+    k = k % #keys + 1
+    vim.api.nvim_input(keys[k])
+    table.insert(typed, keys[k])
+    sleep(40)
+  end
+
+  -- 1. The user starts typing at once; the server starts, finds four
+  --    interrupted sessions and asks about each: every question is queued.
+  vim.api.nvim_input('i')
+  wait('insert mode', function()
+    return vim.api.nvim_get_mode().mode == 'i'
   end)
-  wait('three prompts', function()
-    return #R.prompts >= 3
+  local deadline = uv.now() + 30000
+  local start = #typed
+  while #typed - start < #keys or not (queued(I.recover) and queued(I.discard) and queued(I.notebook) and queued(I.later)) do
+    if uv.now() > deadline then
+      error('the on-open questions were not queued; queue: ' .. vim.inspect(od.state.queue))
+    end
+    type_one()
+  end
+  R.steps.on_open_queued_in_mode = vim.api.nvim_get_mode().mode
+  R.statusline_on_open = od.statusline()
+
+  -- 2. A session dies while the user types: its question is queued too.
+  uv.kill(cfg.dies_pid, 'sigkill')
+  deadline = uv.now() + 30000
+  start = #typed
+  while #typed - start < #keys or not queued(I.dies) do
+    if uv.now() > deadline then
+      error('the question about the session that died was not queued')
+    end
+    type_one()
+  end
+  R.steps.dies_queued_in_mode = vim.api.nvim_get_mode().mode
+  -- answers an inputlist would have taken, then a pause, still in Insert mode
+  for _, key in ipairs({ '2', '<CR>', '1', '<CR>' }) do
+    vim.api.nvim_input(key)
+    table.insert(typed, key)
+    sleep(40)
+  end
+  sleep(3 * cfg.idle_ms)
+  R.asked_while_inserting = #R.asked
+  R.prompts_while_inserting = #od.state.prompts
+  R.files_while_inserting = {}
+  for name, path in pairs(cfg.files) do
+    R.files_while_inserting[name] = exists(path)
+  end
+
+  -- 3. Back to Normal mode: the questions come one at a time, each once the
+  --    user has been idle.
+  vim.api.nvim_input('<Esc>')
+  local esc_at = uv.now()
+  R.typed = typed
+  wait('five questions', function()
+    return #R.asked >= 5
   end)
-  R.recoverable = od.state.recoverable
-  wait('a terminal resuming ' .. ids_.recover, function()
-    return terminal_for(ids_.recover)
+  R.first_question_after_ms = R.asked[1].at_ms - esc_at
+  R.buffer = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+  R.plugin_prompts = od.state.prompts
+
+  -- Recover, resume program missing: guidance, the snapshot stays.
+  wait('the missing-program guidance', function()
+    return noticed('cannot resume ' .. I.recover) ~= nil
   end)
-  wait('Discard to remove ' .. ids_.discard, function()
+  R.guidance = noticed('cannot resume ' .. I.recover)
+  -- Discard: to the trash, with the way back.
+  wait('Discard to remove ' .. I.discard, function()
     return not exists(cfg.files.discard)
   end)
+  wait('the discard notice', function()
+    return noticed('discarded ' .. I.discard) ~= nil
+  end)
+  R.discard_notice = noticed('discarded ' .. I.discard)
+  -- Recover of the notebook session: the recover command, in a register.
+  wait('the notebook recover notice', function()
+    return noticed('%opendev recover ' .. I.notebook) ~= nil
+  end)
+  R.notebook_notice = noticed('%opendev recover ' .. I.notebook)
+  R.register = vim.fn.getreg('"')
+  R.terminals_after_prompts = terminals()
 
-  -- 2. :OpenDevSessions -> the Later session -> Recover
-  table.insert(picks, pick_session(ids_.later, 'listed'))
+  -- 4. Undo the Discard.
+  vim.cmd('OpenDevRestore ' .. I.discard)
+  wait('restore of ' .. I.discard, function()
+    return exists(cfg.files.discard)
+  end)
+  wait('the restore notice', function()
+    return noticed('restored ' .. I.discard) ~= nil
+  end)
+
+  -- 5. Install the resume program, then Recover from :OpenDevSessions.
+  local f = assert(io.open(cfg.fake_program, 'w'))
+  f:write(cfg.fake_program_text)
+  f:close()
+  uv.fs_chmod(cfg.fake_program, 493) -- 0755
+  table.insert(picks, pick_session(I.recover, 'listed'))
   table.insert(picks, function(items)
     R.actions = items
     return 'Recover'
   end)
   vim.cmd('OpenDevSessions')
-  wait('a terminal resuming ' .. ids_.later, function()
-    return terminal_for(ids_.later)
+  wait('the resume program to run', function()
+    return exists(cfg.fake_marker)
   end)
+  R.terminals = terminals()
 
-  -- 3. :OpenDevSessions -> the Later session -> Discard
-  table.insert(picks, pick_session(ids_.later))
+  -- 6. Discard of a session that is running: refused, and said so.
+  table.insert(picks, pick_session(I.held))
   table.insert(picks, function()
     return 'Discard'
   end)
   vim.cmd('OpenDevSessions')
-  wait('Discard to remove ' .. ids_.later, function()
+  wait('the running-session refusal', function()
+    return noticed(I.held .. ' is running') ~= nil
+  end)
+  R.running_notice = noticed(I.held .. ' is running')
+
+  -- 7. Discard the Later session, then bring it back through :OpenDevTrash.
+  table.insert(picks, pick_session(I.later))
+  table.insert(picks, function()
+    return 'Discard'
+  end)
+  vim.cmd('OpenDevSessions')
+  wait('Discard to remove ' .. I.later, function()
     return not exists(cfg.files.later)
   end)
+  table.insert(picks, function(items, opts)
+    R.trash_listed = {}
+    local chosen
+    for _, e in ipairs(items) do
+      table.insert(R.trash_listed, opts.format_item(e))
+      if e.sessionId == I.later then
+        chosen = chosen or e
+      end
+    end
+    return chosen
+  end)
+  vim.cmd('OpenDevTrash')
+  wait('restore of ' .. I.later, function()
+    return exists(cfg.files.later)
+  end)
 
-  -- 4. :OpenDevSessions! lists every project (params {}); cancel the pick.
+  -- 8. :OpenDevSessions! lists every project (params {}); cancel the pick.
   table.insert(picks, function(items)
     R.listed_all = ids(items)
     return nil
@@ -144,49 +303,43 @@ local function scenario()
     return R.listed_all ~= nil
   end)
 
-  -- 5. :OpenDevCleanup without an age: asks (7d), previews, confirms, removes.
+  -- 9. :OpenDevCleanup without an age: asks (7d), previews, confirms, moves to the trash.
   vim.ui.input = function(opts, on_confirm)
     R.input_prompt = opts.prompt
     on_confirm('7d')
   end
-  table.insert(picks, function(items, opts)
+  table.insert(picks, function(_, opts)
     R.confirm = opts.prompt
     return 'Remove'
   end)
   vim.cmd('OpenDevCleanup')
-  wait('cleanup to remove ' .. ids_.other, function()
+  wait('cleanup to remove ' .. I.other, function()
     return not exists(cfg.files.other)
   end)
-  wait('the cleanup notice', function()
-    for _, n in ipairs(R.notices) do
-      if n:find('removed 1 snapshot', 1, true) then
-        return true
-      end
-    end
-    return false
-  end)
 
+  sleep(200)
   local client = od.client()
   R.root = client.config.root_dir
   R.clients = #(vim.lsp.get_clients and vim.lsp.get_clients({ name = 'opendev_snapshot' }) or vim.lsp.get_active_clients())
   R.recovered = od.state.recovered
-  R.terminals = terminals()
   R.pending_picks = #picks
+  R.statusline_end = od.statusline()
   R.version = tostring(vim.version().major) .. '.' .. tostring(vim.version().minor) .. '.' .. tostring(vim.version().patch)
   R.lsp_start = vim.lsp.start ~= nil
   R.started_with = od.state.started_with
 end
 
 local function run()
-  local ok, err = xpcall(scenario, debug.traceback)
-  if not ok then
-    R.error = err
-    write(R)
-    vim.cmd('cquit 1')
-  else
+  co = coroutine.create(function()
+    local ok, err = xpcall(scenario, debug.traceback)
+    if not ok then
+      fail(err)
+      return
+    end
     write(R)
     vim.cmd('qall!')
-  end
+  end)
+  resume()
 end
 
 vim.api.nvim_create_autocmd('VimEnter', {

@@ -2,14 +2,19 @@
 
 Every editor test runs the same scenario against the real
 ``opendev-snapshot serve`` (the console script of this virtual environment,
-the command the README tells users to configure):
+the command the README tells users to configure). A project directory (its
+name has a space) holds:
 
-* a project directory (its name has a space) holding three interrupted
-  sessions, answered ``Recover`` (newest), ``Discard`` and ``Later`` (oldest);
-* a session of that project that is still running (a fresh lock-less
-  snapshot): never prompted;
+* three interrupted OpenDev sessions, answered ``Recover`` (newest: the
+  resume program is missing at first), ``Discard`` (then Undo) and
+  ``Later`` (oldest);
+* an interrupted notebook session (``kind: ipython``, lock file naming its
+  notebook): Recover offers ``%opendev recover ID``, never ``opendev --resume``;
+* a session that is still running (a fresh lock-less snapshot) and one held
+  by a live process (:class:`Holder`): never prompted, and Discard of the
+  held one is refused;
 * a ten-day-old interrupted session of another project: only visible when
-  listing every project, and what a 7-day cleanup removes.
+  listing every project, and what a 7-day cleanup moves to the trash.
 
 Editors run under a hard timeout; a missing editor is a failure, not a skip
 (CI installs them from ``.ci/apt-packages.txt``).
@@ -17,10 +22,12 @@ Editors run under a hard timeout; a missing editor is a failure, not a skip
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,14 +36,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 CLIENT_CONFIG = ROOT / "client-config"
-EDITOR_TIMEOUT = 30  # seconds, per editor run
+EDITOR_TIMEOUT = 120  # seconds, per editor run (generous: the machine may be loaded)
 
 RECOVER_ID = "sess-newest"
 DISCARD_ID = "sess-middle"
+NOTEBOOK_ID = "ipython-22089-3f2a"
 LATER_ID = "sess-oldest"
 RUNNING_ID = "sess-running"
+HELD_ID = "sess-held"
+DIES_ID = "sess-dies"
 OTHER_ID = "other-old"
-ANSWERS = {RECOVER_ID: "Recover", DISCARD_ID: "Discard", LATER_ID: "Later"}
+ANSWERS = {RECOVER_ID: "Recover", DISCARD_ID: "Discard", NOTEBOOK_ID: "Recover", LATER_ID: "Later"}
+PROMPTED_ON_OPEN = [RECOVER_ID, DISCARD_ID, NOTEBOOK_ID, LATER_ID]  # newest first
+NOTEBOOK_NAME = "analysis.ipynb"
+# Where the README's setup blocks say the server is: the Quick start's .venv in a checkout at ~/src.
+VENV_EXE = "~/src/opendev-snapshot/.venv/bin/opendev-snapshot"
 
 
 def readme_block(marker: str, lang: str) -> str:
@@ -47,6 +61,13 @@ def readme_block(marker: str, lang: str) -> str:
     m = re.compile(rf"```{lang}\n(.*?)```", re.S).search(text, start)
     assert m, f"no ```{lang} block after the {marker} marker in {readme}"
     return m.group(1)
+
+
+def user_config(marker: str, lang: str) -> str:
+    """The README block with this checkout where it says ``~/src/opendev-snapshot``."""
+    block = readme_block(marker, lang)
+    assert VENV_EXE in block, f"the {marker} block must point at the Quick start's {VENV_EXE}"
+    return block.replace(VENV_EXE, server_executable()).replace("~/src/opendev-snapshot", str(ROOT))
 
 
 def now_ms() -> int:
@@ -71,27 +92,93 @@ class Scenario:
     snapshot_dir: Path
     project: Path
     other_project: Path
+    bin_dir: Path  # on the editor's PATH; the resume program `opendev` is not there at first
     files: dict = field(default_factory=dict)
+    original: dict = field(default_factory=dict)  # session id -> bytes at creation
+    holders: list = field(default_factory=list)
 
     def exists(self, session_id: str) -> bool:
         return self.files[session_id].exists()
 
+    def read(self, session_id: str) -> bytes:
+        return self.files[session_id].read_bytes()
 
-def make_scenario(tmp_path: Path) -> Scenario:
+    def path_env(self) -> str:
+        """PATH for an editor: our bin dir first, and no directory holding `opendev`
+        or `opendev-snapshot` (the README's setup must name the server itself)."""
+        keep = [str(self.bin_dir)]
+        for d in os.environ.get("PATH", "").split(os.pathsep):
+            if d and not (Path(d) / "opendev").exists() and not (Path(d) / "opendev-snapshot").exists():
+                keep.append(d)
+        return os.pathsep.join(keep)
+
+    def stop(self) -> None:
+        for h in self.holders:
+            h.kill()
+
+
+def write_lock_text(snapshot_dir: Path, session_id: str, holder: dict) -> None:
+    """A lock file nobody holds, with the contract's holder text (section 2, Liveness)."""
+    path = snapshot_dir / f"{session_id}_session_snapshot.lock"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(holder))
+
+
+class Holder:
+    """A separate process that saves a session with ``claim`` and holds its
+    lock until it is killed (SIGKILL: a crash, as far as the session knows)."""
+
+    SCRIPT = (
+        "import sys\n"
+        "from opendev_snapshot.core import SnapshotStore, new_record\n"
+        "store = SnapshotStore(sys.argv[1], use_index=False)\n"
+        "record = new_record(sys.argv[2], sys.argv[3])\n"
+        "record.update(message_count=4, cost_usd=0.05)\n"
+        "store.save(record, claim=True)\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+
+    def __init__(self, snapshot_dir: Path, session_id: str, project: Path) -> None:
+        self.session_id = session_id
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT, str(snapshot_dir), session_id, str(project)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", f"holder of {session_id} did not start: {line!r}"
+        self.pid = self.proc.pid
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def make_scenario(tmp_path: Path, *, holders: bool = False) -> Scenario:
+    """The snapshot directory and projects above. With ``holders``, also
+    ``HELD_ID`` and ``DIES_ID`` held by live processes (call ``stop()``)."""
     from opendev_snapshot.core import SnapshotStore, new_record
 
     snapshot_dir = tmp_path / "snapshots"
     project = tmp_path / "my project"
     other = tmp_path / "other"
+    bin_dir = tmp_path / "bin"
     project.mkdir()
     (project / ".git").mkdir()  # the project root an editor finds
     other.mkdir()
+    bin_dir.mkdir()
     (project / "main.py").write_text("print('hello')\n")
-    s = Scenario(snapshot_dir, project, other)
+    (project / NOTEBOOK_NAME).write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n')
+    s = Scenario(snapshot_dir, project, other, bin_dir)
     now = now_ms()
     rows = [
         (RECOVER_ID, project, 5 * 60_000, 12, 0.42),
         (DISCARD_ID, project, 10 * 60_000, 3, 0.1),
+        (NOTEBOOK_ID, project, 15 * 60_000, 9, 0.0),
         (LATER_ID, project, 20 * 60_000, 7, 1.25),
         (RUNNING_ID, project, 1_000, 1, 0.0),
         (OTHER_ID, other, 10 * 86_400_000, 2, 0.0),
@@ -103,7 +190,30 @@ def make_scenario(tmp_path: Path) -> Scenario:
             store.save(record)
             s.files[session_id] = snapshot_dir / f"{session_id}_session_snapshot.json"
             assert s.files[session_id].exists()
+    # The notebook kernel died: its lock file names the kernel and the notebook.
+    write_lock_text(
+        snapshot_dir,
+        NOTEBOOK_ID,
+        {
+            "pid": 22089,
+            "host": socket.gethostname(),
+            "startedMs": now - 3_600_000,
+            "kind": "ipython",
+            "notebook": str(project / NOTEBOOK_NAME),
+            "historySession": 7,
+        },
+    )
+    if holders:
+        for session_id in (HELD_ID, DIES_ID):
+            s.holders.append(Holder(snapshot_dir, session_id, project))
+            s.files[session_id] = snapshot_dir / f"{session_id}_session_snapshot.json"
+    s.original = {sid: path.read_bytes() for sid, path in s.files.items()}
     return s
+
+
+def fake_resume_program(s: Scenario) -> Path:
+    """Where the editor test creates `opendev` (a script that records how it was run)."""
+    return s.bin_dir / "opendev"
 
 
 def clean_env(**extra) -> dict:

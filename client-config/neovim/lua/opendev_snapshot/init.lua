@@ -1,25 +1,41 @@
--- opendev_snapshot: recovery prompts for interrupted OpenDev sessions in Neovim.
+-- opendev_snapshot: recovery of interrupted OpenDev sessions in Neovim.
 --
 -- Works with Neovim 0.7 (vim.lsp.start_client) and 0.10+ (vim.lsp.start).
 --
 --   require('opendev_snapshot').setup({
---     cmd = { 'opendev-snapshot', 'serve' },   -- the server
+--     cmd = { 'opendev-snapshot', 'serve' },   -- the server (or an absolute path to it)
 --     snapshot_dir = nil,                      -- default: $OPENDEV_SNAPSHOT_DIR, then ~/.opendev/data/recovery
 --     resume_command = 'opendev --resume ${sessionId}',
 --   })
 --
--- Starts one server per project root (found from root_markers, else the
--- current directory), answers the server's Recover / Discard / Later prompt
--- through vim.ui.select (instead of the blocking inputlist), opens a terminal
--- split running resume_command on Recover, and adds :OpenDevSessions[!] and
--- :OpenDevCleanup[!] [AGE].
+-- Starts one server per project root. The server's Recover / Discard / Later
+-- question is never put in front of keys you are typing: it waits until you
+-- are idle in Normal mode (no key for prompt_idle_ms, nothing typed ahead,
+-- no pending operator or command line), then asks through vim.ui.select.
+-- Recover depends on the session's kind: an OpenDev session opens a terminal
+-- running resume_command (after checking that its program exists); a notebook
+-- kernel's session puts `%opendev recover ID` in a register. Discard moves the
+-- snapshot to the trash and says how to undo it (:OpenDevRestore ID).
+--
+-- Commands: :OpenDevSessions[!], :OpenDevRestore [ID], :OpenDevTrash,
+-- :OpenDevCleanup[!] [AGE]. Status line: require('opendev_snapshot').statusline().
 local M = {}
+
+local uv = vim.uv or vim.loop
 
 local NAME = 'opendev_snapshot'
 local RECOVERABLE = 'opendev/recoverableSessions'
 local RECOVER = 'opendev/recoverSession'
 local LIST = 'opendev/snapshot.listIncomplete'
 local CLEANUP = 'opendev/snapshot.cleanup'
+local RESTORE = 'opendev/snapshot.restore'
+local LIST_TRASH = 'opendev/snapshot.listTrash'
+local CMD_RECOVER = 'opendev.snapshot.recover'
+local CMD_DISCARD = 'opendev.snapshot.discard'
+local ACTIONS = { 'Recover', 'Discard', 'Later' }
+-- JSON-RPC error codes of the contract
+local NOT_FOUND = -32001
+local RUNNING = -32003
 
 local defaults = {
   cmd = { 'opendev-snapshot', 'serve' },
@@ -30,17 +46,46 @@ local defaults = {
   resume_command = 'opendev --resume ${sessionId}',
   root_markers = { '.git', '.hg', 'pyproject.toml', 'package.json', 'Cargo.toml', 'go.mod', '.opendev' },
   autostart = true,
+  -- A question waits until no key was pressed for this long in Normal mode.
+  prompt_idle_ms = 1000,
+  -- Registers that receive `%opendev recover ID` for a notebook session
+  -- ('+' only when a clipboard provider is available).
+  registers = { '"', '+' },
   -- called with the params of opendev/recoverableSessions after the default notice
   on_recoverable = nil,
 }
 
 M.config = vim.deepcopy(defaults)
--- What happened, for status lines and tests: sessions announced per folder
--- URI, sessions recovered (in order), prompts shown.
-M.state = { recoverable = {}, recovered = {}, prompts = {}, started_with = nil, by_root = {} }
+-- What happened, for status lines and tests.
+M.state = {
+  recoverable = {}, -- folder URI -> sessions announced
+  known = {}, -- session id -> latest Listing seen
+  counts = {}, -- project root -> number of interrupted sessions
+  queue = {}, -- questions waiting for an idle moment: { session, client_id }
+  asking = false, -- a question is on screen
+  prompts = {}, -- questions asked (for tests): { id, mode, idle_ms }
+  recovered = {}, -- session ids whose Recover was carried out, in order
+  last_key_ms = 0,
+  started_with = nil,
+  by_root = {},
+}
+
+-- ---------------------------------------------------------------- helpers
 
 local function notify(msg, level)
   vim.notify('OpenDev: ' .. msg, level or vim.log.levels.INFO)
+end
+
+-- A notice shown while the user may be typing: one line that fits the
+-- message area, so Neovim never opens a "Press ENTER" prompt (which would
+-- take the next key).
+local function notice(msg, level)
+  msg = 'OpenDev: ' .. msg
+  local room = (vim.v.echospace or 80) - 1
+  if vim.fn.strdisplaywidth(msg) > room and room > 10 then
+    msg = vim.fn.strcharpart(msg, 0, room - 1) .. '…'
+  end
+  vim.notify(msg, level or vim.log.levels.INFO)
 end
 
 local function shell_quote(s)
@@ -48,6 +93,10 @@ local function shell_quote(s)
     return s
   end
   return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function plural(n, word)
+  return string.format('%d %s%s', n, word, n == 1 and '' or 's')
 end
 
 --- The resume command for a session, ${sessionId} and ${projectDir} replaced (shell-quoted).
@@ -62,32 +111,70 @@ function M.resume_command_line(session)
   return line
 end
 
+--- The program a command line runs: its first word after `VAR=value` and `env`.
+function M.command_program(line)
+  for word in line:gmatch('%S+') do
+    word = word:gsub("^'(.*)'$", '%1'):gsub('^"(.*)"$', '%1')
+    if not word:match('^[%a_][%w_]*=') and word ~= 'env' then
+      return vim.fn.expand(word)
+    end
+  end
+  return nil
+end
+
+--- What to paste into a notebook to get a dead kernel's code back.
+function M.ipython_recover_command(session)
+  return '%opendev recover ' .. session.sessionId
+end
+
 local function describe_age(ms)
   local s = math.max(0, math.floor(ms / 1000))
   for _, u in ipairs({ { 'day', 86400 }, { 'hour', 3600 }, { 'minute', 60 } }) do
     if s >= u[2] then
-      local n = math.floor(s / u[2])
-      return string.format('%d %s%s', n, u[1], n == 1 and '' or 's')
+      return plural(math.floor(s / u[2]), u[1])
     end
   end
-  return string.format('%d second%s', s, s == 1 and '' or 's')
+  return plural(s, 'second')
 end
 
 local function now_ms()
-  return os.time() * 1000
+  local sec, usec = uv.gettimeofday()
+  return sec * 1000 + math.floor(usec / 1000)
+end
+
+local function basename(path)
+  return vim.fn.fnamemodify((path or ''):gsub('/+$', ''), ':t')
 end
 
 --- One line describing a Listing (used by :OpenDevSessions).
 function M.format_session(s)
   return string.format(
-    '%s  %s, %s ago, %d message%s, $%.2f  %s',
+    '%s  %s%s, %s ago, %s, $%.2f  %s',
     s.sessionId,
     s.status,
+    s.kind == 'ipython' and ' notebook' or '',
     describe_age(now_ms() - s.snapshotTimestampMs),
-    s.messageCount,
-    s.messageCount == 1 and '' or 's',
+    plural(s.messageCount, 'message'),
     s.costUsd,
-    s.projectDir
+    s.notebook ~= nil and s.notebook ~= vim.NIL and s.notebook or s.projectDir
+  )
+end
+
+--- The question asked for an interrupted session.
+function M.question(s)
+  local what
+  if s.kind == 'ipython' then
+    local nb = (s.notebook ~= nil and s.notebook ~= vim.NIL) and basename(s.notebook) or 'IPython'
+    what = string.format('Notebook session %s (%s)', s.sessionId, nb)
+  else
+    what = string.format('OpenDev session %s (%s)', s.sessionId, basename(s.projectDir))
+  end
+  return string.format(
+    '%s was interrupted %s ago: %s, $%.2f. Recover it?',
+    what,
+    describe_age(now_ms() - s.snapshotTimestampMs),
+    plural(s.messageCount, 'message'),
+    s.costUsd
   )
 end
 
@@ -108,6 +195,13 @@ local function request(client, method, params, handler)
   return client.request(method, params, handler)
 end
 
+local function request_sync(client, method, params, timeout)
+  if vim.fn.has('nvim-0.11') == 1 then
+    return client:request_sync(method, params, timeout)
+  end
+  return client.request_sync(method, params, timeout)
+end
+
 local function clients()
   if vim.lsp.get_clients then
     return vim.lsp.get_clients({ name = NAME })
@@ -124,7 +218,7 @@ end
 local function root_of(path)
   local dir = path
   if dir == nil or dir == '' then
-    return vim.loop.cwd()
+    return uv.cwd()
   end
   dir = vim.fn.fnamemodify(dir, ':p')
   if vim.fn.isdirectory(dir) == 0 then
@@ -134,7 +228,7 @@ local function root_of(path)
   local probe = dir
   while probe ~= '' do
     for _, marker in ipairs(M.config.root_markers) do
-      if vim.loop.fs_stat(probe .. '/' .. marker) then
+      if uv.fs_stat(probe .. '/' .. marker) then
         return probe
       end
     end
@@ -145,7 +239,7 @@ local function root_of(path)
     probe = parent
   end
   -- No marker: the current directory when the file lies in it, else the file's directory.
-  local cwd = vim.loop.cwd()
+  local cwd = uv.cwd()
   if dir == cwd or dir:sub(1, #cwd + 1) == cwd .. '/' then
     return cwd
   end
@@ -167,8 +261,90 @@ function M.client(bufnr)
   return all[1]
 end
 
-local function open_terminal(session)
-  local line = M.resume_command_line(session)
+local function error_text(err)
+  return (type(err) == 'table' and err.message) or vim.inspect(err)
+end
+
+local function holder_text(err)
+  local holder = type(err) == 'table' and type(err.data) == 'table' and err.data.holder
+  if type(holder) ~= 'table' then
+    return ''
+  end
+  local parts = {}
+  if holder.pid then
+    table.insert(parts, 'pid ' .. tostring(holder.pid))
+  end
+  if holder.host then
+    table.insert(parts, 'on ' .. tostring(holder.host))
+  end
+  return #parts > 0 and (' (' .. table.concat(parts, ' ') .. ')') or ''
+end
+
+-- ---------------------------------------------------------------- indicator
+
+local function refresh_count(client)
+  if not client or not client.config or not client.config.root_dir then
+    return
+  end
+  local root = client.config.root_dir
+  request(client, LIST, { projectDir = root, status = 'interrupted' }, function(err, result)
+    if err or type(result) ~= 'table' then
+      return
+    end
+    M.state.counts[root] = #(result.sessions or {})
+    for _, s in ipairs(result.sessions or {}) do
+      M.state.known[s.sessionId] = s
+    end
+    pcall(vim.cmd, 'redrawstatus!')
+  end)
+end
+
+local function refresh_all()
+  for _, c in ipairs(clients()) do
+    refresh_count(c)
+  end
+end
+
+--- A status line component: `OpenDev: 2 interrupted` while the current
+--- project (else any open one) has interrupted sessions, else ''.
+local root_cache = {} -- buffer name -> project root (the status line is drawn often)
+
+function M.statusline()
+  local name = vim.api.nvim_buf_get_name(0)
+  local root = root_cache[name]
+  if root == nil and vim.bo.buftype == '' and name ~= '' then
+    root = root_of(name)
+    root_cache[name] = root
+  end
+  local n = root and M.state.counts[root]
+  if n == nil then
+    n = 0
+    for _, c in pairs(M.state.counts) do
+      n = n + c
+    end
+  end
+  if n == 0 then
+    return ''
+  end
+  return string.format('OpenDev: %d interrupted', n)
+end
+
+-- ---------------------------------------------------------------- actions
+
+local function execute(client, command, session_id, on_done, on_error)
+  request(client, 'workspace/executeCommand', { command = command, arguments = { session_id } }, function(err, result)
+    if err then
+      if on_error and on_error(err) then
+        return
+      end
+      notify(string.format('%s %s failed: %s', command, session_id, error_text(err)), vim.log.levels.ERROR)
+    elseif on_done then
+      on_done(result)
+    end
+  end)
+end
+
+local function open_terminal(session, line)
   vim.cmd('botright new')
   local opts = {}
   if session.projectDir and vim.fn.isdirectory(session.projectDir) == 1 then
@@ -176,37 +352,271 @@ local function open_terminal(session)
   end
   vim.fn.termopen(line, opts)
   vim.b.opendev_session = session.sessionId
+end
+
+local function recover_notebook(session)
+  local text = M.ipython_recover_command(session)
+  local filled = {}
+  for _, reg in ipairs(M.config.registers or {}) do
+    if (reg ~= '+' and reg ~= '*') or vim.fn.has('clipboard') == 1 then
+      if pcall(vim.fn.setreg, reg, text) then
+        table.insert(filled, reg)
+      end
+    end
+  end
+  local where
+  if session.notebook ~= nil and session.notebook ~= vim.NIL and session.notebook ~= '' then
+    where = 'the notebook ' .. session.notebook
+  else
+    where = 'IPython in ' .. (session.projectDir or '?')
+  end
+  notify(
+    string.format(
+      '%s was the kernel of %s. To get its code back, run this in a new kernel there: %s%s',
+      session.sessionId,
+      where,
+      text,
+      #filled > 0 and (' (in register ' .. table.concat(filled, ' and ') .. ')') or ''
+    ),
+    vim.log.levels.WARN
+  )
+  return text
+end
+
+--- Carry out Recover for a Listing (what opendev/recoverSession asks for).
+function M.recover(session)
+  if session.kind == 'ipython' then
+    table.insert(M.state.recovered, session.sessionId)
+    return recover_notebook(session)
+  end
+  local line = M.resume_command_line(session)
+  local program = M.command_program(line)
+  if not program or vim.fn.executable(program) ~= 1 then
+    notify(
+      string.format(
+        'cannot resume %s: `%s` is not installed (not found on PATH). Install the OpenDev agent, '
+          .. "or set resume_command in require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' }). "
+          .. 'The snapshot is kept.',
+        session.sessionId,
+        program or line
+      ),
+      vim.log.levels.ERROR
+    )
+    return nil
+  end
+  table.insert(M.state.recovered, session.sessionId)
+  open_terminal(session, line)
   return line
 end
 
-local function execute(client, command, session_id, on_done)
-  request(client, 'workspace/executeCommand', { command = command, arguments = { session_id } }, function(err, result)
-    if err then
-      notify(string.format('%s %s failed: %s', command, session_id, err.message or vim.inspect(err)), vim.log.levels.ERROR)
-    elseif on_done then
-      on_done(result)
+--- Discard (to the trash), then say how to undo it, or why nothing happened.
+function M.discard(client, session_id)
+  execute(client, CMD_DISCARD, session_id, function(r)
+    if r and r.removed then
+      notify(string.format('discarded %s (moved to the trash). Undo: :OpenDevRestore %s', session_id, session_id))
+    else
+      notify(session_id .. ' was already gone')
+    end
+    refresh_count(client)
+  end, function(err)
+    if err.code == RUNNING then
+      notify(
+        string.format('%s is running%s: nothing was discarded', session_id, holder_text(err)),
+        vim.log.levels.WARN
+      )
+      refresh_count(client)
+      return true
     end
   end)
 end
+
+--- Restore a session from the trash.
+function M.restore(client, session_id, on_done)
+  request(client, RESTORE, { sessionId = session_id }, function(err, listing)
+    if err then
+      local why = error_text(err)
+      if err.code == NOT_FOUND then
+        why = session_id .. ' is not in the trash (:OpenDevTrash lists it)'
+      elseif err.code == RUNNING then
+        why = 'a session ' .. session_id .. ' exists again; the trashed copy stays in the trash'
+      end
+      notify('cannot restore: ' .. why, vim.log.levels.ERROR)
+      return
+    end
+    notify(string.format('restored %s (%s)', session_id, listing and listing.status or 'back'))
+    refresh_count(client)
+    if on_done then
+      on_done(listing)
+    end
+  end)
+end
+
+local function act(client, session, choice)
+  if choice == 'Recover' then
+    execute(client, CMD_RECOVER, session.sessionId) -- the server then sends opendev/recoverSession
+  elseif choice == 'Discard' then
+    M.discard(client, session.sessionId)
+  end
+end
+
+-- ---------------------------------------------------------------- questions
+--
+-- The server's window/showMessageRequest is answered at once (null, "not
+-- now"): a Neovim request handler cannot wait for the user, and asking there
+-- would take whatever keys are being typed. The question goes into a queue
+-- and is asked when the user is idle in Normal mode; the answer is carried
+-- out with the server's commands, which do what Recover and Discard do.
+
+local timer = nil
+
+local function idle_ms()
+  return uv.now() - M.state.last_key_ms
+end
+
+--- Can a question be put on screen now without taking a key the user typed?
+function M.can_ask()
+  local mode = vim.api.nvim_get_mode()
+  if mode.blocking or mode.mode ~= 'n' then
+    return false -- Insert, Visual, a pending operator, the command line, a prompt
+  end
+  if vim.fn.getchar(1) ~= 0 then
+    return false -- keys typed ahead
+  end
+  if vim.fn.reg_executing() ~= '' or vim.fn.reg_recording() ~= '' then
+    return false
+  end
+  return idle_ms() >= (M.config.prompt_idle_ms or 0)
+end
+
+local function stop_timer()
+  if timer then
+    timer:stop()
+    timer:close()
+    timer = nil
+  end
+end
+
+local ask_next
+
+local function ensure_timer()
+  if timer or #M.state.queue == 0 then
+    return
+  end
+  timer = uv.new_timer()
+  timer:start(200, 200, vim.schedule_wrap(function()
+    ask_next()
+  end))
+end
+
+local function ask(client, session)
+  M.state.asking = true
+  table.insert(M.state.prompts, {
+    id = session.sessionId,
+    mode = vim.api.nvim_get_mode().mode,
+    idle_ms = idle_ms(),
+    typeahead = vim.fn.getchar(1) ~= 0,
+  })
+  vim.ui.select(ACTIONS, { prompt = M.question(session), kind = 'opendev_snapshot.prompt' }, function(choice)
+    M.state.asking = false
+    pcall(vim.cmd, 'redraw')
+    act(client, session, choice)
+    -- the next question waits for the next idle moment
+    M.state.last_key_ms = uv.now()
+    ensure_timer()
+  end)
+end
+
+ask_next = function()
+  if M.state.asking then
+    return
+  end
+  if #M.state.queue == 0 then
+    stop_timer()
+    return
+  end
+  if not M.can_ask() then
+    return
+  end
+  local item = table.remove(M.state.queue, 1)
+  local client = vim.lsp.get_client_by_id(item.client_id)
+  if not client then
+    return
+  end
+  -- Ask only if it is still interrupted (it may have been resumed, or
+  -- discarded elsewhere, while the question waited), with fresh numbers.
+  M.state.asking = true
+  request(client, LIST, { projectDir = client.config.root_dir, status = 'interrupted' }, function(err, result)
+    M.state.asking = false
+    local fresh
+    for _, s in ipairs((not err and result and result.sessions) or {}) do
+      if s.sessionId == item.session.sessionId then
+        fresh = s
+      end
+    end
+    if err then
+      fresh = item.session
+    end
+    if fresh and M.can_ask() then
+      ask(client, fresh)
+    elseif fresh then
+      table.insert(M.state.queue, 1, item) -- the user started typing meanwhile
+    end
+  end)
+end
+
+--- Queue a question about a session (deduplicated).
+function M.enqueue(client_id, session)
+  for _, item in ipairs(M.state.queue) do
+    if item.session.sessionId == session.sessionId then
+      return
+    end
+  end
+  table.insert(M.state.queue, { client_id = client_id, session = session })
+  ensure_timer()
+end
+
+-- The known session named in a message (the longest id that appears as a word).
+local function session_in(message)
+  local best
+  for id, s in pairs(M.state.known) do
+    local i, j = message:find(id, 1, true)
+    while i do
+      local before = i > 1 and message:sub(i - 1, i - 1) or ' '
+      local after = message:sub(j + 1, j + 1)
+      if not before:match('[%w_%.%-]') and not after:match('[%w_%-]') then
+        if not best or #id > #best.sessionId then
+          best = s
+        end
+        break
+      end
+      i, j = message:find(id, j + 1, true)
+    end
+  end
+  return best
+end
+M.session_in = session_in
 
 -- ---------------------------------------------------------------- handlers
 
 local handlers = {}
 
-handlers[RECOVERABLE] = function(_, params)
+handlers[RECOVERABLE] = function(_, params, ctx)
   local folder = params.workspaceFolder or {}
   M.state.recoverable[folder.uri or '?'] = params.sessions
-  local ids = {}
   for _, s in ipairs(params.sessions or {}) do
-    table.insert(ids, s.sessionId)
+    M.state.known[s.sessionId] = s
   end
-  notify(
+  local client = vim.lsp.get_client_by_id(ctx.client_id)
+  if client then
+    M.state.counts[client.config.root_dir] = math.max(M.state.counts[client.config.root_dir] or 0, #(params.sessions or {}))
+    refresh_count(client)
+  end
+  -- one short line: a longer one would open a "Press ENTER" prompt
+  notice(
     string.format(
-      '%d interrupted session%s in %s: %s (:OpenDevSessions)',
-      #ids,
-      #ids == 1 and '' or 's',
-      folder.name or '?',
-      table.concat(ids, ', ')
+      '%s in %s (:OpenDevSessions)',
+      plural(#(params.sessions or {}), 'interrupted session'),
+      basename(folder.name or '?')
     ),
     vim.log.levels.WARN
   )
@@ -217,38 +627,19 @@ end
 
 handlers[RECOVER] = function(_, params)
   local session = params.session
-  table.insert(M.state.recovered, session.sessionId)
   vim.schedule(function()
-    open_terminal(session)
+    M.recover(session)
   end)
 end
 
--- The stock handler blocks on inputlist(); this one asks through vim.ui.select.
--- A picker that answers at once (the built-in one, or a test's) answers the
--- request itself. One that answers later (telescope, fzf-lua, dressing) gets
--- "dismissed" sent back at once, and its choice is carried out with the
--- server's commands, which do exactly what Recover and Discard do.
 handlers['window/showMessageRequest'] = function(_, params, ctx)
-  local titles = {}
-  for _, action in ipairs(params.actions or {}) do
-    table.insert(titles, action.title)
-  end
-  table.insert(M.state.prompts, params.message)
-  local session_id = params.message:match('session ([%w_%.%-]+) ')
-  local answered, choice, returned = false, nil, false
-  vim.ui.select(titles, { prompt = params.message, kind = 'opendev_snapshot.prompt' }, function(item)
-    if returned then
-      local client = vim.lsp.get_client_by_id(ctx.client_id)
-      if client and session_id and (item == 'Recover' or item == 'Discard') then
-        execute(client, 'opendev.snapshot.' .. item:lower(), session_id)
-      end
-      return
-    end
-    answered, choice = true, item
-  end)
-  returned = true
-  if answered and choice then
-    return { title = choice }
+  local session = session_in(params.message or '')
+  if session then
+    M.enqueue(ctx.client_id, session)
+  else
+    vim.schedule(function()
+      notice((params.message or '') .. ' (:OpenDevSessions)', vim.log.levels.WARN)
+    end)
   end
   return vim.NIL
 end
@@ -280,12 +671,31 @@ local function init_options()
   return o
 end
 
+local warned_cmd = false
+
 --- Start (or reuse) the server for a project root; returns the client id.
 function M.start(root, bufnr)
   root = root or root_of(nil)
+  local cmd = vim.deepcopy(M.config.cmd)
+  cmd[1] = vim.fn.expand(cmd[1])
+  if vim.fn.executable(cmd[1]) ~= 1 then
+    if not warned_cmd then
+      warned_cmd = true
+      notify(
+        string.format(
+          '`%s` is not installed or not on PATH, so interrupted sessions cannot be found. Install it '
+            .. '(pip install /path/to/opendev-snapshot) or point cmd at it: '
+            .. "require('opendev_snapshot').setup({ cmd = { '/path/to/.venv/bin/opendev-snapshot', 'serve' } })",
+          cmd[1]
+        ),
+        vim.log.levels.ERROR
+      )
+    end
+    return nil
+  end
   local config = {
     name = NAME,
-    cmd = M.config.cmd,
+    cmd = cmd,
     root_dir = root,
     workspace_folders = { { uri = vim.uri_from_fname(root), name = vim.fn.fnamemodify(root, ':t') } },
     init_options = init_options(),
@@ -309,7 +719,7 @@ function M.start(root, bufnr)
   M.state.started_with = 'vim.lsp.start_client'
   local id = vim.lsp.start_client(config)
   if not id then
-    notify('cannot start ' .. table.concat(M.config.cmd, ' '), vim.log.levels.ERROR)
+    notify('cannot start ' .. table.concat(cmd, ' '), vim.log.levels.ERROR)
   else
     M.state.by_root[root] = id
   end
@@ -318,24 +728,34 @@ end
 
 -- ---------------------------------------------------------------- commands
 
---- :OpenDevSessions (this project) / :OpenDevSessions! (every project).
-function M.sessions(all)
+local function running_client()
   local client = M.client()
   if not client then
     notify('the snapshot server is not running', vim.log.levels.ERROR)
+  end
+  return client
+end
+
+--- :OpenDevSessions (this project) / :OpenDevSessions! (every project).
+function M.sessions(all)
+  local client = running_client()
+  if not client then
     return
   end
   -- every project: no projectDir (an empty object, not null)
   local params = all and vim.empty_dict() or { projectDir = client.config.root_dir }
   request(client, LIST, params, function(err, result)
     if err then
-      notify('listing failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+      notify('listing failed: ' .. error_text(err), vim.log.levels.ERROR)
       return
     end
     local sessions = result.sessions or {}
     if #sessions == 0 then
       notify('no incomplete sessions')
       return
+    end
+    for _, s in ipairs(sessions) do
+      M.state.known[s.sessionId] = s
     end
     vim.ui.select(
       sessions,
@@ -344,22 +764,112 @@ function M.sessions(all)
         if not session then
           return
         end
-        vim.ui.select(
-          { 'Recover', 'Discard' },
-          { prompt = 'Session ' .. session.sessionId, kind = 'opendev_snapshot.action' },
-          function(action)
-            if action == 'Recover' then
-              execute(client, 'opendev.snapshot.recover', session.sessionId) -- then opendev/recoverSession
-            elseif action == 'Discard' then
-              execute(client, 'opendev.snapshot.discard', session.sessionId, function(r)
-                notify(r.removed and ('discarded ' .. session.sessionId) or (session.sessionId .. ' was already gone'))
-              end)
+        -- a fresh screen first: the built-in picker would print the next
+        -- list right after the answer to this one
+        vim.schedule(function()
+          pcall(vim.cmd, 'redraw')
+          vim.ui.select(
+            { 'Recover', 'Discard' },
+            { prompt = 'Session ' .. session.sessionId, kind = 'opendev_snapshot.action' },
+            function(action)
+              act(client, session, action)
             end
-          end
-        )
+          )
+        end)
       end
     )
   end)
+end
+
+local function trash_entries(client, on_entries)
+  request(client, LIST_TRASH, vim.empty_dict(), function(err, result)
+    if err then
+      notify('cannot list the trash: ' .. error_text(err), vim.log.levels.ERROR)
+      return
+    end
+    on_entries((result and result.entries) or {})
+  end)
+end
+
+local function format_trash_entry(e)
+  local s = type(e.snapshot) == 'table' and e.snapshot or {}
+  return string.format(
+    '%s  discarded %s ago  %s',
+    e.sessionId,
+    describe_age(now_ms() - (e.removedAtMs or now_ms())),
+    s.projectDir or ''
+  )
+end
+
+--- :OpenDevTrash: pick a discarded session and restore it.
+function M.trash()
+  local client = running_client()
+  if not client then
+    return
+  end
+  trash_entries(client, function(entries)
+    if #entries == 0 then
+      notify('the trash is empty')
+      return
+    end
+    vim.ui.select(entries, {
+      prompt = 'Restore a discarded session',
+      format_item = format_trash_entry,
+      kind = 'opendev_snapshot.trash',
+    }, function(entry)
+      if entry then
+        M.restore(client, entry.sessionId)
+      end
+    end)
+  end)
+end
+
+--- :OpenDevRestore [ID]: restore ID (or a unique prefix of one) from the trash;
+--- without ID, the picker of :OpenDevTrash.
+function M.restore_command(text)
+  if not text or text == '' then
+    return M.trash()
+  end
+  local client = running_client()
+  if not client then
+    return
+  end
+  trash_entries(client, function(entries)
+    local matches, seen = {}, {}
+    for _, e in ipairs(entries) do
+      if e.sessionId == text then
+        matches = { e.sessionId }
+        break
+      end
+      if e.sessionId:sub(1, #text) == text and not seen[e.sessionId] then
+        seen[e.sessionId] = true
+        table.insert(matches, e.sessionId)
+      end
+    end
+    if #matches == 1 then
+      M.restore(client, matches[1])
+    elseif #matches == 0 then
+      M.restore(client, text) -- the server says why (not in the trash)
+    else
+      notify(string.format('%s matches %s: give more of the id', text, table.concat(matches, ', ')), vim.log.levels.ERROR)
+    end
+  end)
+end
+
+local function complete_trash(arglead)
+  local client = M.client()
+  if not client then
+    return {}
+  end
+  local response = request_sync(client, LIST_TRASH, vim.empty_dict(), 1000)
+  local out, seen = {}, {}
+  for _, e in ipairs((response and response.result and response.result.entries) or {}) do
+    if e.sessionId:sub(1, #arglead) == arglead and not seen[e.sessionId] then
+      seen[e.sessionId] = true
+      table.insert(out, e.sessionId)
+    end
+  end
+  return out
 end
 
 local token_counter = 0
@@ -369,7 +879,7 @@ local function cleanup(client, max_age_ms, dry_run, on_result)
   local token = string.format('opendev-cleanup-%d-%d', vim.fn.getpid(), token_counter)
   request(client, CLEANUP, { maxAgeMs = max_age_ms, dryRun = dry_run, workDoneToken = token }, function(err, result)
     if err then
-      notify('cleanup failed: ' .. (err.message or vim.inspect(err)), vim.log.levels.ERROR)
+      notify('cleanup failed: ' .. error_text(err), vim.log.levels.ERROR)
       return
     end
     on_result(result)
@@ -379,9 +889,8 @@ end
 --- :OpenDevCleanup [AGE] asks for the age when missing, shows what would go, asks, removes.
 --- :OpenDevCleanup! AGE removes without asking.
 function M.cleanup(age, force)
-  local client = M.client()
+  local client = running_client()
   if not client then
-    notify('the snapshot server is not running', vim.log.levels.ERROR)
     return
   end
   local function run(text)
@@ -394,7 +903,10 @@ function M.cleanup(age, force)
     end
     local function remove()
       cleanup(client, ms, false, function(r)
-        notify(string.format('removed %d snapshot(s) older than %s', r.removedCount, text))
+        notify(
+          string.format('moved %d snapshot(s) older than %s to the trash (:OpenDevTrash to restore)', r.removedCount, text)
+        )
+        refresh_count(client)
       end)
     end
     if force then
@@ -407,7 +919,7 @@ function M.cleanup(age, force)
       end
       vim.ui.select({ 'Remove', 'Cancel' }, {
         prompt = string.format(
-          'Remove %d snapshot(s) older than %s? %s',
+          'Move %d snapshot(s) older than %s to the trash? %s',
           preview.removedCount,
           text,
           table.concat(preview.sessionIds, ', ')
@@ -427,14 +939,33 @@ function M.cleanup(age, force)
   end
 end
 
+local key_ns = nil
+local refresh_timer = nil
+
 function M.setup(opts)
   M.config = vim.tbl_deep_extend('force', vim.deepcopy(defaults), opts or {})
   vim.api.nvim_create_user_command('OpenDevSessions', function(o)
     M.sessions(o.bang)
   end, { bang = true, desc = 'OpenDev: interrupted sessions (! for every project)' })
+  vim.api.nvim_create_user_command('OpenDevRestore', function(o)
+    M.restore_command(o.args)
+  end, { nargs = '?', complete = complete_trash, desc = 'OpenDev: restore a discarded session from the trash' })
+  vim.api.nvim_create_user_command('OpenDevTrash', function()
+    M.trash()
+  end, { desc = 'OpenDev: pick a discarded session to restore' })
   vim.api.nvim_create_user_command('OpenDevCleanup', function(o)
     M.cleanup(o.args, o.bang)
-  end, { bang = true, nargs = '?', desc = 'OpenDev: remove snapshots older than AGE' })
+  end, { bang = true, nargs = '?', desc = 'OpenDev: move snapshots older than AGE to the trash' })
+  -- Every key the user presses: a question waits until they pause.
+  key_ns = key_ns or vim.api.nvim_create_namespace('opendev_snapshot_keys')
+  vim.on_key(function()
+    M.state.last_key_ms = uv.now()
+  end, key_ns)
+  -- The indicator follows sessions that are resumed or die while Neovim runs.
+  if not refresh_timer then
+    refresh_timer = uv.new_timer()
+    refresh_timer:start(15000, 15000, vim.schedule_wrap(refresh_all))
+  end
   if not M.config.autostart then
     return
   end
