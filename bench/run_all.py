@@ -7,6 +7,8 @@ min / median / max of the per-pair ratios of interleaved runs:
 
 - listing one project's 50 incomplete sessions at 100 / 1,000 / 10,000 files,
   cold (fresh process, persistent index) and warm (long-lived process);
+- the store's safety check per tick at 10,000 files (CPU ms), and two
+  servers idle on one directory with running sessions;
 - how cost grows: listing time and peak RSS at 100 / 1,000 / 10,000 / 50,000
   files for the naive scan and ours, with a plot;
 - the server's five ratios (``bench_server.server_rows``): spawn ->
@@ -106,6 +108,9 @@ def main() -> int:
             d = work / f"list{n}"
             build(d, n)
             listing[n] = bench_store.bench_listing(d, max(3, repeat // 3) if n >= 50_000 else repeat)
+            if n == 10_000 and n in sizes:  # the read side's 10-second tick, and two servers idle beside each other
+                tick = bench_store.bench_safety_tick(d, repeat)
+                pair = bench_store.bench_two_servers_idle(d, 10.0 if args.quick else 30.0)
             shutil.rmtree(d)
             print(f"listing {n}: done", file=sys.stderr)
         growth = {n: listing[n] for n in growth_sizes}
@@ -115,6 +120,13 @@ def main() -> int:
                          fmt_ratio(r["ours_cold"], r["naive_cold"]), "≤ 0.1 at 10,000" if n == 10_000 else ""))
             rows.append((f"warm listing, long-lived process, {n:,} files", fmt_ms(r["ours_warm"]), fmt_ms(r["naive_warm"]),
                          fmt_ratio(r["ours_warm"], r["naive_warm"]), "≤ 0.01 at 10,000" if n == 10_000 else ""))
+        if 10_000 in sizes:
+            rows.append(("safety check per tick, 10,000 files + a lock file each, quiet (CPU ms; baseline: naive scan)",
+                         fmt_ms(tick["quiet"]), fmt_ms(tick["naive"]), fmt_ratio(tick["quiet"], tick["naive"]), "≤ 20 ms"))
+            rows.append(("same, a session saved since the last tick", fmt_ms(tick["saved"]), fmt_ms(tick["naive"]),
+                         fmt_ratio(tick["saved"], tick["naive"]), "≤ 20 ms"))
+            rows.append(("same without a change feed (watch=False: the directory listed again)", fmt_ms(tick["unwatched"]),
+                         fmt_ms(tick["naive"]), fmt_ratio(tick["unwatched"], tick["naive"]), ""))
         save = bench_store.bench_save(work / "save", 60 if args.quick else 300)
         rows.append(("durable save, store API", fmt_ms(save["ours"]), fmt_ms(save["raw"]),
                      fmt_ratio(save["ours"], save["raw"]), "≤ 1.1"))
@@ -143,6 +155,7 @@ def main() -> int:
         "| --- | ---: | ---: | ---: | --- |",
         *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows],
         "",
+        *([bench_store.idle_line(10_000, pair), ""] if 10_000 in sizes else []),
         "## The server (issue 10's five ratios)",
         "",
         f"{files:,} snapshot files; the workspace project has {bench_server.TARGET_SESSIONS} incomplete sessions, "

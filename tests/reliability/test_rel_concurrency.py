@@ -33,7 +33,7 @@ from opendev_snapshot.core.codec import decode
 
 from reliability.framed import CONCURRENCY_SECONDS, Server, cli, cli_list
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(90 + 2 * CONCURRENCY_SECONDS)]
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(600 + 2 * CONCURRENCY_SECONDS)]
 
 HELD = ("held-0", "held-1", "held-2")
 SHARED = ("shared-0", "shared-1", "shared-2", "shared-3", "shared-4")
@@ -111,7 +111,7 @@ def server_worker(server: Server, rng: random.Random, stop: threading.Event, fai
                     batch.append(("listIncomplete", {}))
             ids = [(server.send_request("opendev/snapshot." + m, p), m, p) for m, p in batch]
             for msg_id, method, params in ids:
-                reply = server.wait_reply(msg_id, timeout=30)
+                reply = server.wait_reply(msg_id)
                 stats[name] = stats.get(name, 0) + 1
                 if "error" in reply:
                     fair = (reply["error"]["code"] == -32001 and method in ("markCompleted", "recordToolResult")) or (
@@ -139,7 +139,7 @@ def server_worker(server: Server, rng: random.Random, stop: threading.Event, fai
 def holder_worker(server: Server, rng: random.Random, stop: threading.Event, failures: Failures, stats: dict):
     try:
         while not stop.is_set():
-            reply = server.request("opendev/snapshot.save", snap(rng.choice(HELD), rng), timeout=30)
+            reply = server.request("opendev/snapshot.save", snap(rng.choice(HELD), rng))
             stats["A"] = stats.get("A", 0) + 1
             if "error" in reply:
                 failures.add(f"A save: {reply['error']}")
@@ -151,7 +151,7 @@ def holder_worker(server: Server, rng: random.Random, stop: threading.Event, fai
 def lister_worker(server: Server, stop: threading.Event, failures: Failures, stats: dict):
     try:
         while not stop.is_set():
-            reply = server.request("opendev/snapshot.listIncomplete", {}, timeout=30)
+            reply = server.request("opendev/snapshot.listIncomplete", {})
             stats["L"] = stats.get("L", 0) + 1
             if "error" in reply:
                 failures.add(f"L listIncomplete: {reply['error']}")
@@ -193,6 +193,13 @@ def cli_worker(directory, rng: random.Random, stop: threading.Event, failures: F
         failures.add(f"{name}: {type(exc).__name__}: {exc}")
 
 
+MINIMUM = {"A": 10, "B": 10, "C": 10, "L": 5, "cli-1": 2, "cli-2": 2}
+
+
+def enough(stats: dict) -> bool:
+    return all(stats.get(name, 0) >= n for name, n in MINIMUM.items())
+
+
 def test_servers_and_cli_share_sessions_without_torn_reads_or_lost_locks(tmp_path):
     directory = tmp_path / "snaps"
     rng = random.Random(7)
@@ -217,8 +224,11 @@ def test_servers_and_cli_share_sessions_without_torn_reads_or_lost_locks(tmp_pat
         ]
         for t in threads:
             t.start()
+        # Run for the set time and until every worker did its share (a loaded
+        # machine starts CLI processes slowly); the cap only bounds a stuck run.
         deadline = time.monotonic() + CONCURRENCY_SECONDS
-        while time.monotonic() < deadline and not failures.items:
+        cap = deadline + 300
+        while not failures.items and time.monotonic() < cap and (time.monotonic() < deadline or not enough(stats)):
             time.sleep(0.1)
         stop.set()
         for t in threads:
@@ -226,7 +236,7 @@ def test_servers_and_cli_share_sessions_without_torn_reads_or_lost_locks(tmp_pat
             assert not t.is_alive(), f"{t.name} is stuck"
         print(f"operations: {stats}")
         assert not failures.items, "\n".join(failures.items)
-        assert stats.get("L", 0) >= 5 and stats.get("B", 0) >= 10 and stats.get("cli-1", 0) >= 2, stats
+        assert enough(stats), stats
 
         # every file on disk is whole
         for name in os.listdir(directory):

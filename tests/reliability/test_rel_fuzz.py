@@ -291,18 +291,18 @@ def test_fuzzed_json_rpc_traffic_is_always_answered(tmp_path):
                     nulls += 1  # an id that is not a string or an integer: -32600 with id null
                 elif not notification:
                     expected.append((msg_id, method))
-            server.write(data, timeout=30)
-            for error in server.wait_null_id(nulls, timeout=10):
+            server.write(data)
+            for error in server.wait_null_id(nulls):
                 assert error["error"]["code"] in (-32700, -32600), error
             for msg_id, method in expected:
-                reply = server.wait_reply(msg_id, timeout=10)
+                reply = server.wait_reply(msg_id)
                 check_reply(reply, msg_id, method)
                 code = reply.get("error", {}).get("code", "result")
                 state["errors"][code] = state["errors"].get(code, 0) + 1
                 state["replies"] += 1
             # still alive and answering a valid request
             state["id"] += 1
-            ping = server.wait_reply(server_request(server, state["id"]), timeout=10)
+            ping = server.wait_reply(server_request(server, state["id"]))
             assert ping.get("result", "missing") is None, ping
             assert set(os.listdir(box)) == {"snaps", "cwd", "bystander.txt"}
             assert os.listdir(cwd) == []
@@ -341,7 +341,7 @@ def test_deeply_nested_params_get_an_answer(tmp_path, position, depth):
         body = b'{"jsonrpc":"2.0","id":"deep","method":"opendev/snapshot.save","params":{"sessionId":"a","projectDir":"/x","extra":%s}}' % (
             b"[" * depth + b"]" * depth)
         server.write(frame(body))
-        [reply] = server.wait_null_id(1, timeout=3)
+        [reply] = server.wait_null_id(1)
         assert reply["error"]["code"] == -32700, reply
         server.assert_alive()
 
@@ -374,10 +374,10 @@ def test_hostile_first_frames_are_answered_and_the_server_keeps_serving(tmp_path
     with Server(box / "snaps", cwd=box, stderr_path=tmp_path / "server.log") as server:
         server.write(FIRST_FRAMES[name])
         if name in UNPARSABLE:
-            [reply] = server.wait_null_id(1, timeout=10)
+            [reply] = server.wait_null_id(1)
             assert reply["error"]["code"] == -32700, reply
         elif b'"id":1' in FIRST_FRAMES[name] and name != "broken-header":
-            reply = server.wait_reply(1, timeout=10)
+            reply = server.wait_reply(1)
             assert ("result" in reply) != ("error" in reply), reply
         server.assert_alive()
         reply = server.request("opendev/snapshot.save", {"sessionId": "after", "projectDir": "/x"})

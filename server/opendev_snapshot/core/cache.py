@@ -3,92 +3,51 @@
 Every ``*_session_snapshot.json`` name maps to the ``lstat`` key it had when
 it was examined (inode, size, mtime, ctime) and either the fields listings
 filter on or the reason it was skipped. Full records are kept for the
-incomplete sessions this process parsed; others are read on demand.
+incomplete sessions this process parsed; others are read on demand. Lock
+file names that are not regular files (a FIFO, a link, ...) are kept with
+the reason they are skipped; they are never opened.
 
-A full scan ``lstat``s every name (one C-level ``map``) and compares the keys
-with what is known in one dict comparison; only names whose key changed are
-read again. Keys change on every rename-based save (new inode and ctime) and
-on every in-place write (mtime/ctime), except for an in-place write in the
-same clock tick as our read: entries whose ctime lies within ``RACY_NS`` of
-the read are marked racy and always re-read by stat-based scans.
+A full scan ``lstat``s every snapshot name (one C-level ``map``) and
+compares their change times with the known keys' in one list comparison
+(:class:`.dirscan.KeyTable`); only names whose file changed are read again.
+The change time moves on every rename-based save, every in-place write
+(also one through a hard link elsewhere), except for an in-place write in
+the same clock tick as our read: entries whose ctime lies within
+``RACY_NS`` of the read are marked racy and always re-read by stat-based
+scans. Keys adopted from the index are compared whole once (a forged one
+could match a change time), then the same way.
+
+The directory itself is listed again only when its own key (device, inode,
+mtime, ctime) changed or is racy: creating, removing or renaming a name
+always changes the directory's mtime and ctime. Knowledge is about one
+directory inode: when the path names another directory, all of it is
+forgotten.
+
+A file is skipped (with its reason) when its name is not valid UTF-8 or
+when the ``session_id`` inside differs from its name: such a file is not
+that session, and listing it would show a session twice and follow
+another session's lock.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import sys
-from functools import partial
-from operator import attrgetter
 
 from . import codec
+from . import dirscan
+from .entries import NOT_UTF8, kind_reason, name_is_utf8, read_snapshot_file, stat_key
 from .errors import InvalidSnapshot
 from .index import RACY_NS
 from .paths import SNAPSHOT_SUFFIX
 from .validation import MAX_ENCODED_BYTES
 
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
-
-stat_key = attrgetter("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+__all__ = ["ListingCache", "kind_reason", "read_snapshot_file", "stat_key"]  # the last three: moved to .entries
 
 
-def kind_reason(mode: int) -> str | None:
-    """Why an entry that is not a regular file is skipped, or None."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "symbolic link, not followed"
-    if stat.S_ISDIR(mode):
-        return "a directory, not a snapshot file"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe), not opened"
-    if stat.S_ISSOCK(mode):
-        return "a socket, not opened"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device, not opened"
-    return "not a regular file"
 
-
-def read_snapshot_file(path: str) -> tuple[bytes | None, tuple | None, str | None]:
-    """Read a snapshot file safely: ``(data, key, reason)``.
-
-    Never follows a link, never blocks on a FIFO, never reads more than
-    1 MiB. ``(None, None, None)`` means the file does not exist.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-    except FileNotFoundError:
-        return None, None, None
-    except OSError as exc:
-        if os.path.islink(path):
-            return None, None, "symbolic link, not followed"
-        return None, None, f"unreadable: {exc.strerror or exc}"
-    try:
-        st = os.fstat(fd)
-        reason = kind_reason(st.st_mode)
-        if reason:
-            return None, stat_key(st), reason
-        if st.st_size > MAX_ENCODED_BYTES:
-            return None, stat_key(st), f"larger than 1 MiB ({st.st_size} bytes), not read"
-        chunks = []
-        remaining = MAX_ENCODED_BYTES + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) > MAX_ENCODED_BYTES:
-            return None, stat_key(st), "larger than 1 MiB, not read"
-        return data, stat_key(os.fstat(fd)), None
-    except OSError as exc:
-        return None, None, f"unreadable: {exc.strerror or exc}"
-    finally:
-        os.close(fd)
+def mismatch_reason(session_id: str) -> str:
+    return f"session_id {session_id!r} differs from its file name"
 
 
 class ListingCache:
@@ -100,13 +59,22 @@ class ListingCache:
         self.meta: dict = {}  # name -> (session_id, completed, project_dir, ts) for good files
         self.records: dict = {}  # name -> full record (incomplete ones parsed here)
         self.errors: dict = {}  # name -> reason it is skipped
+        self.lock_errors: dict = {}  # lock file name -> reason it is skipped
         self.racy: set = set()
         self.by_project: dict = {}  # raw project_dir -> set of names
         self.dirty = False  # differs from the persistent index
+        self.names: list | None = None  # snapshot names at the last listing of the directory
+        self.dir_key: tuple | None = None  # the directory's key at that listing
+        self.listed_ns = 0
+        self.table = dirscan.KeyTable(directory)  # ``keys`` again, in lists a pass runs over
+        self.version = 0  # changes whenever what is known of a session changes
+        self.unverified = False  # keys adopted from the index, not yet compared in full
 
     # ---------------------------------------------------------------- state
     def drop(self, name: str) -> None:
+        self.version += 1
         self.keys.pop(name, None)
+        self.table.remove(name)
         self.errors.pop(name, None)
         self.records.pop(name, None)
         self.racy.discard(name)
@@ -118,15 +86,29 @@ class ListingCache:
                 if not names:
                     del self.by_project[meta[2]]
 
+    def forget_all(self) -> set:
+        """Forget everything (another directory, or none); returns the names known."""
+        known = set(self.keys) | set(self.lock_errors)
+        self.keys, self.meta, self.records, self.errors, self.lock_errors = {}, {}, {}, {}, {}
+        self.racy, self.by_project = set(), {}
+        self.names = self.dir_key = None
+        self.table.clear()
+        self.unverified = False
+        self.version += 1
+        self.dirty = bool(known)
+        return known
+
     def set_error(self, name: str, key, reason: str) -> None:
         self.drop(name)
         self.keys[name] = key
+        self.table.set(name, key)
         self.errors[name] = reason
 
     def set_record(self, name: str, key, record: dict, racy: bool) -> None:
         self.drop(name)
         project = sys.intern(record["project_dir"])  # one object per project, stored once in the index
         self.keys[name] = key
+        self.table.set(name, key)
         self.meta[name] = (record["session_id"], record["completed"], project, record["snapshot_timestamp_ms"])
         self.by_project.setdefault(project, set()).add(name)
         if not record["completed"]:
@@ -135,8 +117,10 @@ class ListingCache:
             self.racy.add(name)
 
     def load_rows(self, names, keys, metas, groups) -> None:
-        """Adopt a persistent index (columnar; names grouped by project)."""
+        """Adopt a persistent index (validated by :func:`.index.load_index`)."""
+        self.version += 1
         self.keys = dict(zip(names, keys))
+        self.unverified = True  # a pass compares the whole keys once: the index only vouches for them
         self.meta = dict(zip(names, metas))
         self.by_project = {project: set(names[start:end]) for project, start, end in groups}
 
@@ -160,7 +144,7 @@ class ListingCache:
 
     # ------------------------------------------------------------- scanning
     def examine(self, name: str, st: os.stat_result | None, scan_ns: int) -> bool:
-        """Bring one name up to date from its ``lstat`` (None: lstat it now).
+        """Bring one snapshot name up to date from its ``lstat`` (None: lstat it now).
 
         Returns True when a file was read and parsed.
         """
@@ -175,7 +159,7 @@ class ListingCache:
                 self.set_error(name, None, f"unreadable: {exc.strerror or exc}")
                 return False
         key = stat_key(st)
-        reason = kind_reason(st.st_mode)
+        reason = NOT_UTF8 if not name_is_utf8(name) else kind_reason(st.st_mode)
         if reason is None and st.st_size > MAX_ENCODED_BYTES:
             reason = f"larger than 1 MiB ({st.st_size} bytes), not read"
         if reason is not None:
@@ -193,80 +177,99 @@ class ListingCache:
         except InvalidSnapshot as exc:
             self.set_error(name, key2, str(exc))
             return True
+        if record["session_id"] + SNAPSHOT_SUFFIX != name:
+            self.set_error(name, key2, mismatch_reason(record["session_id"]))
+            return True
         self.set_record(name, key2, record, racy=key2 is not None and key2[3] >= scan_ns - RACY_NS)
         return True
 
-    def full_scan(self, scan_ns: int, progress=None) -> tuple[set, int]:
-        """``lstat`` every name; returns (changed names, files parsed).
-
-        Raises FileNotFoundError when the directory is missing (after
-        forgetting everything) and OSError when it cannot be listed.
-        """
+    def _dir_key(self) -> tuple:
         try:
-            names = [n for n in os.listdir(self.directory) if n.endswith(SNAPSHOT_SUFFIX)]
+            return dirscan.dir_key(self.directory)
         except FileNotFoundError:
-            changed = set(self.keys)
-            for name in list(self.keys):
-                self.drop(name)
+            self.forget_all()
             raise
-        total = len(names)
+
+    def examine_lock(self, name: str) -> None:
+        """Bring one lock file name's skip reason up to date (never opens it)."""
+        reason = dirscan.lock_reason(self.directory, name)
+        if reason is None:
+            self.lock_errors.pop(name, None)
+        else:
+            self.lock_errors[name] = reason
+
+
+    def full_scan(self, scan_ns: int, progress=None, *, trust_names: bool = False) -> tuple[set, int]:
+        """``lstat`` every snapshot name; returns (changed names, files parsed).
+
+        ``trust_names``: the names known are the directory's (a change feed
+        that reports every name change says so); the directory is then not
+        listed again. Raises FileNotFoundError when the directory is
+        missing (after forgetting everything), NotADirectoryError, or
+        OSError when it cannot be listed.
+        """
+        dir_key = self._dir_key()
+        changed = set()
+        if self.dir_key is not None and self.dir_key[:2] != dir_key[:2]:
+            changed = self.forget_all()  # the path names another directory now
+            trust_names = False
+        parsed = 0
+        fresh: set = set()
+        if not (trust_names and self.names is not None):
+            if self.names is None or dir_key != self.dir_key or dir_key[3] >= self.listed_ns - dirscan.DIR_RACY_NS:
+                self.names, self.lock_errors = dirscan.list_dir(self.directory)
+                self.dir_key, self.listed_ns = dir_key, scan_ns
+                listed = set(self.names)
+                if listed != self.keys.keys():
+                    for name in self.keys.keys() - listed:
+                        self.drop(name)
+                        changed.add(name)
+                    fresh = listed - self.keys.keys()
+                    for name in fresh:
+                        parsed += self.examine(name, None, scan_ns)
+                    changed |= fresh
+        total = len(self.keys)
         if progress is not None:
             progress(0, total)
-        stats = self._stat_all(names)
-        current = {n: stat_key(st) for n, st in stats.items() if st is not None}
-        if current == self.keys and not self.racy:
-            del stats, current
-            if progress is not None:
-                progress(total, total)
-            return set(), 0
-        changed = set(self.keys) - set(stats)
-        for name in changed:
+        differ, gone, unknown = self._verify() if self.unverified else self.table.changes()
+        if self._dir_key()[:2] != dir_key[:2]:  # re-pointed while we looked: start again
+            self.forget_all()
+            return self.full_scan(scan_ns, progress)
+        for name in gone:
             self.drop(name)
-        parsed = 0
-        for i, (name, st) in enumerate(stats.items()):
-            known = self.keys.get(name, False)
-            if st is None or known is None or name in self.racy or known != current.get(name):
-                changed.add(name)
-                parsed += self.examine(name, st, scan_ns)
+        stale = set(differ).union(unknown, self.racy) - fresh
+        for i, name in enumerate(stale):
+            parsed += self.examine(name, None, scan_ns)
             if progress is not None and (i & 127) == 0:
                 progress(i, total)
         if progress is not None:
             progress(total, total)
+        changed.update(gone, stale)
         if parsed or changed:
             self.dirty = True
         return changed, parsed
 
-    def _stat_all(self, names: list) -> dict:
-        """name -> lstat result (None when it could not be stat-ed)."""
-        dfd = None
-        if os.stat in os.supports_dir_fd:
-            try:
-                dfd = os.open(self.directory, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
-            except OSError:
-                dfd = None
-        try:
-            if dfd is not None:
-                stat_one = partial(os.stat, dir_fd=dfd, follow_symlinks=False)
-            else:
-                stat_one = partial(os.stat, follow_symlinks=False)
-                names_for_stat = [os.path.join(self.directory, n) for n in names]
-            try:  # the common case in one C-level loop
-                stats = list(map(stat_one, names if dfd is not None else names_for_stat))
-                return dict(zip(names, stats))
-            except OSError:
-                pass
-            out: dict = {}
-            for name in names:
+    def _verify(self) -> tuple[list, list, list]:
+        """The pass after adopting an index: whole keys compared (a forged one
+        may match a file's change time), then the table takes over."""
+        names = list(self.keys)
+        paths = [self.table.prefix + name for name in names]
+        differ, gone, unknown = [], [], []
+        try:  # the common case in one C-level loop
+            current = list(map(stat_key, map(os.lstat, paths)))
+            differ = [name for name, now, was in zip(names, current, self.keys.values()) if now != was]
+        except OSError:
+            for name, path in zip(names, paths):
                 try:
-                    out[name] = stat_one(name if dfd is not None else os.path.join(self.directory, name))
+                    if stat_key(os.lstat(path)) != self.keys[name]:
+                        differ.append(name)
                 except FileNotFoundError:
-                    continue
+                    gone.append(name)
                 except OSError:
-                    out[name] = None
-            return out
-        finally:
-            if dfd is not None:
-                os.close(dfd)
+                    unknown.append(name)
+        self.table.load(names, paths, self.keys.values())
+        self.unverified = False
+        return differ, gone, unknown
 
     # ---------------------------------------------------------------- reads
     def full_record(self, name: str) -> dict | None:
@@ -286,6 +289,10 @@ class ListingCache:
             record = codec.decode(data)
         except InvalidSnapshot as exc:
             self.set_error(name, key, str(exc))
+            self.dirty = True
+            return None
+        if record["session_id"] + SNAPSHOT_SUFFIX != name:
+            self.set_error(name, key, mismatch_reason(record["session_id"]))
             self.dirty = True
             return None
         if key != self.keys.get(name):  # changed since it was indexed: take what is there now

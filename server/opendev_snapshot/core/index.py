@@ -11,6 +11,17 @@ every stat field and still change the content.
 The file is ``.opendev-index-v1`` in the snapshot directory (it does not
 end in ``.json``, so the seed ignores it), written atomically, with a
 length and checksum; one that is corrupt, foreign-owned or writable by others is ignored.
+
+The index is a hint, never an authority. A checksum only proves the bytes
+are the ones written; :func:`load_index` also checks the structure (column
+types and lengths, every key four integers, every row's ``session_id``
+being its file name, the project groups contiguous and consistent with the
+rows) and any inconsistency means "no index": everything is read and a
+new one written. It cannot hide a session either: every name in the
+directory is ``lstat``-ed and a file whose key differs from the one the
+index vouches for is read. (A process of this user could forge an index
+holding a file's exact current key with other fields; it could as well
+rewrite or delete the snapshot itself.)
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import stat
 from ._log import logger
 from .durable import write_atomic
 from .errors import StorageError
+from .paths import SNAPSHOT_SUFFIX
 
 INDEX_NAME = ".opendev-index-v1"
 MAGIC = b"ODSIDX2\n"
@@ -68,12 +80,53 @@ def load_index(directory: str):
         logger(__name__).debug("index %s is corrupt; ignored", path)
         return None
     try:
-        names, keys, metas, groups = marshal.loads(payload)
-        if not (len(names) == len(keys) == len(metas)):
-            return None
-        return names, keys, metas, groups
-    except (ValueError, TypeError, EOFError):
+        rows = _valid(marshal.loads(payload))
+    except Exception:  # noqa: BLE001 - whatever is wrong with a hint, it is not used
+        rows = None
+    if rows is None:
+        logger(__name__).debug("index %s is inconsistent; ignored", path)
+    return rows
+
+
+def _all(column, kind) -> bool:
+    return set(map(type, column)) <= {kind}
+
+
+def _valid(value):
+    """The columns when they are exactly what :func:`write_index` writes, else None."""
+    if type(value) is not tuple or len(value) != 4 or not _all(value, tuple):
         return None
+    names, keys, metas, groups = value
+    n = len(names)
+    if not (len(keys) == len(metas) == n) or not _all(names, str) or len(set(names)) != n:
+        return None
+    if n == 0:
+        return (names, keys, metas, groups) if groups == () else None
+    if not (_all(keys, tuple) and _all(metas, tuple) and _all(groups, tuple)):
+        return None
+    if set(map(len, keys)) != {4} or set(map(len, metas)) != {4} or set(map(len, groups)) != {3}:
+        return None
+    if not all(_all(column, int) for column in zip(*keys)):
+        return None
+    sids, completed, projects, stamps = zip(*metas)
+    if not (_all(sids, str) and _all(completed, bool) and _all(projects, str) and _all(stamps, int)):
+        return None
+    if min(stamps) < 0 or max(stamps) >= 1 << 64:
+        return None
+    if [sid + SNAPSHOT_SUFFIX for sid in sids] != list(names):
+        return None  # a row describing another session than its file name
+    if len({group[0] for group in groups}) != len(groups):
+        return None  # a project split over two groups
+    expected = 0
+    for project, start, end in groups:
+        if type(project) is not str or type(start) is not int or type(end) is not int:
+            return None
+        if start != expected or end <= start or set(projects[start:end]) != {project}:
+            return None
+        expected = end
+    if expected != n:
+        return None
+    return names, keys, metas, groups
 
 
 def write_index(directory: str, rows: tuple) -> bool:

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import time
+
+from . import entries
 
 try:  # POSIX
     import fcntl
@@ -39,6 +40,7 @@ _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
 ABSENT = "absent"
 LOCKED = "locked"
 UNLOCKED = "unlocked"
+FOREIGN = "foreign"
 
 
 class HeldLock:
@@ -127,18 +129,28 @@ def acquire(path: str, text: bytes | None, *, attempts: int = 50) -> HeldLock | 
     return None
 
 
-def probe(path: str) -> str:
-    """Tell whether ``path`` is ABSENT, LOCKED (a live holder) or UNLOCKED.
+def _open(path: str) -> tuple:
+    """``(fd, reason)`` of :func:`.entries.open_regular`, the fd fork-tracked."""
+    return entries.open_regular(path, opener=open_tracked)
 
-    Never creates the file; opens read-only and non-blocking without
-    following links, so a FIFO or a symlink planted there cannot hang us.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK)
-    except FileNotFoundError:
+
+def _no_fd_state(reason: str | None) -> str:
+    if reason is None:
         return ABSENT
-    except OSError:
-        return UNLOCKED  # a link or unreadable file is no live holder
+    return FOREIGN if reason in entries.KIND_REASONS else UNLOCKED  # unreadable: no live holder we can see
+
+
+def probe(path: str) -> str:
+    """Tell whether ``path`` is ABSENT, LOCKED (a live holder), UNLOCKED, or
+    FOREIGN (not a regular file: a FIFO, socket, device, link or directory).
+
+    Never creates the file and never opens anything but a regular file
+    (:func:`.entries.open_regular`): opening a FIFO planted there would
+    release a writer blocked on it. FOREIGN counts as no lock file.
+    """
+    fd, reason = _open(path)
+    if fd is None:
+        return _no_fd_state(reason)
     try:
         if fcntl is None:  # pragma: no cover - Windows
             if _try_lock(fd, shared=False):
@@ -147,30 +159,13 @@ def probe(path: str) -> str:
             return LOCKED
         return UNLOCKED if _try_lock(fd, shared=True) else LOCKED
     finally:
-        os.close(fd)
+        close_tracked(fd)
 
 
 def open_regular(path: str) -> int | None:
     """A read-only fd on ``path`` when it is a regular file (never a link,
-    FIFO, socket or device: those are not even opened)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    try:
-        fd = open_tracked(path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        fst = os.fstat(fd)
-    except OSError:
-        fst = None
-    if fst is None or not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
-        close_tracked(fd)
-        return None
-    return fd
+    FIFO, socket or device: those are not even opened), fork-tracked."""
+    return _open(path)[0]
 
 
 def read_text(path: str) -> bytes | None:
@@ -195,14 +190,12 @@ def read_info(path: str) -> dict | None:
 def inspect(path: str) -> tuple[str, dict | None]:
     """``(probe outcome, holder object)`` with one open of the lock file.
 
-    Anything at the lock path that is not a regular file is no live
-    holder (``UNLOCKED``) and is not opened.
+    Anything at the lock path that is not a regular file is not opened
+    and counts as no lock file (``FOREIGN``, as :func:`probe` says).
     """
-    if not os.path.lexists(path):
-        return ABSENT, None
-    fd = open_regular(path)
+    fd, reason = _open(path)
     if fd is None:
-        return (UNLOCKED if os.path.lexists(path) else ABSENT), None
+        return _no_fd_state(reason), None
     try:
         if fcntl is None:  # pragma: no cover - Windows
             state = LOCKED

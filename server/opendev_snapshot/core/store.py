@@ -272,6 +272,13 @@ class SnapshotStore:
                 project_dir=project_dir, status=status, include_completed=include_completed, limit=limit, progress=progress
             )
 
+    def safety_check(self, progress: Callable[[int, int], None] | None = None) -> set:
+        """The 10-second check: compare the directory itself with the view
+        (identity and entries), re-attach the watch if it names another
+        directory now; returns the names that changed."""
+        with self._mutex:
+            return self._catalog.safety_check(progress)
+
     def flush_index(self) -> None:
         """Write the persistent index now if it is behind (e.g. on exit)."""
         with self._mutex:
