@@ -528,10 +528,9 @@ def cmd_cleanup(args, out) -> int:
         skipped = store.list(include_completed=True).skipped
         moved, refused = [], []
         if skipped and not args.dry_run:
-            # `.name` is the entry's real name (`.file` is for display); a
-            # Skipped without it (before the core's read side names it) has
-            # the real name in `.file`.
-            moved, refused = store.trash_files([getattr(s, "name", s.file) for s in skipped])
+            # `.name` is the entry's real name (`.file` is for display: a name
+            # that is not UTF-8 shows its bytes as \xNN).
+            moved, refused = store.trash_files([s.name or s.file for s in skipped])
         refused_files = {r.file for r in refused}
         report["skipped"] = [s.to_dict() for s in skipped]
         report["skippedMoved"] = len(skipped) if args.dry_run else len(moved)
