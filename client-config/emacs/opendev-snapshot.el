@@ -80,9 +80,9 @@ ${sessionId} and ${projectDir} are replaced, shell-quoted."
 
 (defcustom opendev-snapshot-modes
   '(python-mode python-ts-mode js-mode js-ts-mode typescript-mode typescript-ts-mode
-    tsx-ts-mode rust-mode rust-ts-mode go-mode go-ts-mode c-mode c-ts-mode c++-mode
-    c++-ts-mode java-mode java-ts-mode ruby-mode ruby-ts-mode sh-mode bash-ts-mode
-    markdown-mode org-mode)
+                tsx-ts-mode rust-mode rust-ts-mode go-mode go-ts-mode c-mode c-ts-mode c++-mode
+                c++-ts-mode java-mode java-ts-mode ruby-mode ruby-ts-mode sh-mode bash-ts-mode
+                markdown-mode org-mode)
   "Major modes whose buffers start the snapshot server.
 With eglot, which runs one server per project and major mode, leave out
 the modes you already use with another eglot server.  lsp-mode runs this
@@ -137,6 +137,82 @@ Signals `opendev-snapshot-error' with the error plist on an error answer.")
   "Non-nil while CONNECTION runs.")
 
 (define-error 'opendev-snapshot-error "OpenDev snapshot server error")
+
+;;; Text shown to people
+;;
+;; What a snapshot holds (project and notebook paths, a holder's host, the
+;; server's error messages that quote them) reaches the echo area, the
+;; minibuffer and buffers only through `opendev-snapshot-printable', as the
+;; command line shows it (opendev_snapshot.core.text): an escape sequence,
+;; a newline or a bidi override (which Emacs would obey, reordering the
+;; line) is shown as an escape.  Money goes through
+;; `opendev-snapshot-format-cost', as everywhere in OpenDev.  Both are
+;; checked against the cases of tests/text_cases.py.
+
+(defun opendev-snapshot--unsafe-char-p (char)
+  "Non-nil for CHAR that must not reach the screen raw.
+C0, DEL, C1, the line and paragraph separators, bidi embeddings,
+overrides and isolates, the BOM, and surrogates."
+  (or (< char #x20)
+      (<= #x7f char #x9f)
+      (memq char '(#x2028 #x2029 #xfeff))
+      (<= #x202a char #x202e)
+      (<= #x2066 char #x2069)
+      (<= #xd800 char #xdfff)))
+
+(defun opendev-snapshot--escape-char (char)
+  (cond ((>= char #x3fff80)             ; a raw byte: text that was not UTF-8
+         (format "\\udc%02x" (- char #x3fff00)))
+        ((opendev-snapshot--unsafe-char-p char)
+         (or (cdr (assq char '((?\t . "\\t") (?\n . "\\n") (?\r . "\\r") (?\e . "\\e"))))
+             (format (if (< char #x100) "\\x%02x" "\\u%04x") char)))
+        (t (string char))))
+
+(defun opendev-snapshot-printable (text)
+  "TEXT with every control character made visible as an escape.
+ESC shows as \\e, a newline as \\n, C1 as \\x9b, a bidi override as
+\\u202e, a byte that is not UTF-8 as \\udcff (as Python shows it).
+nil is the empty string; another non-string is formatted with %s."
+  (let ((s (cond ((null text) "") ((stringp text) text) (t (format "%s" text)))))
+    (if (not (string-match-p "[^ -~]" s))
+        s                               ; printable ASCII: the usual case
+      (mapconcat #'opendev-snapshot--escape-char s ""))))
+
+(defun opendev-snapshot--group-thousands (digits)
+  (let ((n (length digits)) (out ""))
+    (while (> n 3)
+      (setq out (concat "," (substring digits (- n 3) n) out)
+            n (- n 3)))
+    (concat (substring digits 0 n) out)))
+
+(defun opendev-snapshot-format-cost (usd)
+  "USD as OpenDev shows money everywhere.
+$0.00, <$0.01, $0.42, $1,234.50, -$3.25; \"$?\" when USD is no number."
+  (if (not (numberp usd))
+      "$?"
+    (let ((v (float usd)))
+      (cond
+       ((isnan v) "$nan")
+       ((= v 0) "$0.00")
+       (t
+        (let ((sign (if (< v 0) "-" "")) (v (abs v)))
+          (cond
+           ((= v 1.0e+INF) (concat sign "$inf"))
+           ((< v 0.01) (concat sign "<$0.01"))
+           (t
+            ;; C's %.2f: the exact value, ties to even (as Python's)
+            (let* ((fixed (format "%.2f" v))
+                   (dot (string-match "\\." fixed)))
+              (concat sign "$" (opendev-snapshot--group-thousands (substring fixed 0 dot))
+                      (substring fixed dot)))))))))))
+
+(defun opendev-snapshot--message (format-string &rest args)
+  "`message' FORMAT-STRING with ARGS, made printable as a whole."
+  (message "%s" (opendev-snapshot-printable (apply #'format-message format-string args))))
+
+(defun opendev-snapshot--user-error (format-string &rest args)
+  "`user-error' FORMAT-STRING with ARGS, made printable as a whole."
+  (user-error "%s" (opendev-snapshot-printable (apply #'format-message format-string args))))
 
 ;;; Helpers
 
@@ -208,27 +284,29 @@ JSON null arrives in several shapes."
 (defun opendev-snapshot-describe (session)
   "One line for SESSION (a Listing plist)."
   (let ((count (plist-get session :messageCount)))
-    (format "%s  %s%s, %s ago, %d message%s, $%.2f  %s"
-            (plist-get session :sessionId)
-            (plist-get session :status)
-            (if (equal (plist-get session :kind) "ipython") " notebook" "")
-            (opendev-snapshot--age (- (opendev-snapshot--now-ms) (plist-get session :snapshotTimestampMs)))
-            count (if (= count 1) "" "s")
-            (plist-get session :costUsd)
-            (or (opendev-snapshot--notebook session) (plist-get session :projectDir)))))
+    (opendev-snapshot-printable
+     (format "%s  %s%s, %s ago, %d message%s, %s  %s"
+             (plist-get session :sessionId)
+             (plist-get session :status)
+             (if (equal (plist-get session :kind) "ipython") " notebook" "")
+             (opendev-snapshot--age (- (opendev-snapshot--now-ms) (plist-get session :snapshotTimestampMs)))
+             count (if (= count 1) "" "s")
+             (opendev-snapshot-format-cost (plist-get session :costUsd))
+             (or (opendev-snapshot--notebook session) (plist-get session :projectDir))))))
 
 (defun opendev-snapshot-question (session)
   "The question asked about SESSION."
   (let ((count (plist-get session :messageCount)))
-    (format "%s was interrupted %s ago: %d message%s, $%.2f. Recover it?"
-            (if (equal (plist-get session :kind) "ipython")
-                (format "Notebook session %s (%s)" (plist-get session :sessionId)
-                        (file-name-nondirectory (or (opendev-snapshot--notebook session) "IPython")))
-              (format "OpenDev session %s (%s)" (plist-get session :sessionId)
-                      (file-name-nondirectory (directory-file-name (or (plist-get session :projectDir) "")))))
-            (opendev-snapshot--age (- (opendev-snapshot--now-ms) (plist-get session :snapshotTimestampMs)))
-            count (if (= count 1) "" "s")
-            (plist-get session :costUsd))))
+    (opendev-snapshot-printable
+     (format "%s was interrupted %s ago: %d message%s, %s. Recover it?"
+             (if (equal (plist-get session :kind) "ipython")
+                 (format "Notebook session %s (%s)" (plist-get session :sessionId)
+                         (file-name-nondirectory (or (opendev-snapshot--notebook session) "IPython")))
+               (format "OpenDev session %s (%s)" (plist-get session :sessionId)
+                       (file-name-nondirectory (directory-file-name (or (plist-get session :projectDir) "")))))
+             (opendev-snapshot--age (- (opendev-snapshot--now-ms) (plist-get session :snapshotTimestampMs)))
+             count (if (= count 1) "" "s")
+             (opendev-snapshot-format-cost (plist-get session :costUsd))))))
 
 (defun opendev-snapshot-parse-duration (text)
   "Milliseconds for TEXT like 90s, 30m, 12h, 7d; nil if malformed."
@@ -359,7 +437,7 @@ Else the empty string."
 
 (defun opendev-snapshot--warn (format-string &rest args)
   "Show a problem the user must act on: in *Warnings*, which stays."
-  (display-warning 'opendev-snapshot (apply #'format-message format-string args) :error))
+  (display-warning 'opendev-snapshot (opendev-snapshot-printable (apply #'format-message format-string args)) :error))
 
 (defun opendev-snapshot-open-terminal (session line)
   "Open a terminal running LINE, the resume command of SESSION."
@@ -381,14 +459,15 @@ Else the empty string."
     (kill-new command)
     (with-help-window (format "*OpenDev recover %s*" id)
       (princ (format "Session %s was the IPython kernel of %s.\n\n"
-                     id (if notebook (format "the notebook %s" notebook)
-                          (format "IPython in %s" (plist-get session :projectDir)))))
+                     id (opendev-snapshot-printable
+                         (if notebook (format "the notebook %s" notebook)
+                           (format "IPython in %s" (plist-get session :projectDir))))))
       (princ "To get its code back, run this in a new kernel of that notebook\n")
       (princ "(it is in the kill ring: C-y pastes it):\n\n")
       (princ (format "    %s\n\n" command))
       (princ "It puts the source of every cell the dead kernel ran into the next cell.\n"))
-    (message "OpenDev: %s was a notebook kernel (%s): run %s there (in the kill ring)"
-             id (or notebook (plist-get session :projectDir)) command)
+    (opendev-snapshot--message "OpenDev: %s was a notebook kernel (%s): run %s there (in the kill ring)"
+                               id (or notebook (plist-get session :projectDir)) command)
     command))
 
 (defun opendev-snapshot-recover (session)
@@ -423,21 +502,21 @@ Or why nothing happened."
      (if (opendev-snapshot--true-p (plist-get result :removed))
          (progn
            (setq opendev-snapshot--last-discarded session-id)
-           (message "OpenDev: discarded %s (moved to the trash); undo: M-x opendev-snapshot-restore" session-id))
-       (message "OpenDev: %s was already gone" session-id))
+           (opendev-snapshot--message "OpenDev: discarded %s (moved to the trash); undo: M-x opendev-snapshot-restore" session-id))
+       (opendev-snapshot--message "OpenDev: %s was already gone" session-id))
      (opendev-snapshot--refresh-count connection))
    (lambda (err)
      (if (eql (plist-get err :code) -32003)
-         (message "OpenDev: %s is running%s: nothing was discarded"
-                  session-id (opendev-snapshot--holder-text err))
-       (message "OpenDev: discarding %s failed: %s" session-id (plist-get err :message)))
+         (opendev-snapshot--message "OpenDev: %s is running%s: nothing was discarded"
+                                    session-id (opendev-snapshot--holder-text err))
+       (opendev-snapshot--message "OpenDev: discarding %s failed: %s" session-id (plist-get err :message)))
      (opendev-snapshot--refresh-count connection))))
 
 (defun opendev-snapshot--act (connection session choice)
   (pcase choice
     ("Recover" (opendev-snapshot--execute connection "opendev.snapshot.recover" (plist-get session :sessionId)
                                           #'ignore
-                                          (lambda (err) (message "OpenDev: recover failed: %s" (plist-get err :message)))))
+                                          (lambda (err) (opendev-snapshot--message "OpenDev: recover failed: %s" (plist-get err :message)))))
     ("Discard" (opendev-snapshot--discard connection (plist-get session :sessionId)))))
 
 ;;; Questions
@@ -500,7 +579,9 @@ Or why nothing happened."
     (error session)))
 
 (defun opendev-snapshot--ask (connection session)
-  (let* ((prompt (format-prompt (opendev-snapshot-question session) "Later"))
+  ;; the question is snapshot text: given as an argument, so that
+  ;; `format-prompt' runs neither `format' nor `substitute-command-keys' on it
+  (let* ((prompt (format-prompt "%s" "Later" (opendev-snapshot-question session)))
          (answer "Later"))
     (setq opendev-snapshot--asking t)
     (unwind-protect
@@ -561,10 +642,10 @@ The longest id that appears there as a word."
       (when r (puthash r (max (length sessions) (gethash r opendev-snapshot--counts 0)) opendev-snapshot--counts)))
     (force-mode-line-update t)
     (opendev-snapshot--refresh-count connection)
-    (message "OpenDev: %d interrupted session%s in %s (M-x opendev-snapshot-sessions)"
-             (length sessions) (if (= (length sessions) 1) "" "s")
-             ;; eglot 1.9 names a folder by its full path
-             (file-name-nondirectory (directory-file-name (or (plist-get folder :name) "?"))))))
+    (opendev-snapshot--message "OpenDev: %d interrupted session%s in %s (M-x opendev-snapshot-sessions)"
+                               (length sessions) (if (= (length sessions) 1) "" "s")
+                               ;; eglot 1.9 names a folder by its full path
+                               (file-name-nondirectory (directory-file-name (or (plist-get folder :name) "?"))))))
 
 (defun opendev-snapshot--on-recover (_connection session)
   "opendev/recoverSession: recover SESSION (outside the process filter)."
@@ -576,7 +657,7 @@ The answer to the server is null."
   (let ((session (opendev-snapshot--session-in (or message ""))))
     (if session
         (opendev-snapshot--enqueue connection session)
-      (message "OpenDev: %s (M-x opendev-snapshot-sessions)" message))
+      (opendev-snapshot--message "OpenDev: %s (M-x opendev-snapshot-sessions)" message))
     nil))
 
 ;;; Commands
@@ -594,7 +675,7 @@ With a prefix argument ALL, list the sessions of every project."
          (sessions (append (plist-get result :sessions) nil)))
     (dolist (s sessions) (puthash (plist-get s :sessionId) s opendev-snapshot--known))
     (if (null sessions)
-        (message "OpenDev: no incomplete sessions")
+        (opendev-snapshot--message "OpenDev: no incomplete sessions")
       (let* ((choices (mapcar (lambda (s) (cons (opendev-snapshot-describe s) s)) sessions))
              (session (cdr (assoc (completing-read "OpenDev session: " choices nil t) choices)))
              (action (completing-read (format "Session %s: " (plist-get session :sessionId))
@@ -607,10 +688,15 @@ With a prefix argument ALL, list the sessions of every project."
           nil))
 
 (defun opendev-snapshot--describe-trash-entry (entry)
-  (format "%s  discarded %s ago  %s"
-          (plist-get entry :sessionId)
-          (opendev-snapshot--age (- (opendev-snapshot--now-ms) (or (plist-get entry :removedAtMs) 0)))
-          (or (plist-get (plist-get entry :snapshot) :projectDir) "")))
+  (let ((snapshot (plist-get entry :snapshot)))
+    (opendev-snapshot-printable
+     (format "%s  discarded %s ago%s  %s"
+             (plist-get entry :sessionId)
+             (opendev-snapshot--age (- (opendev-snapshot--now-ms) (or (plist-get entry :removedAtMs) 0)))
+             (if (numberp (plist-get snapshot :costUsd))
+                 (format ", %s" (opendev-snapshot-format-cost (plist-get snapshot :costUsd)))
+               "")
+             (or (plist-get snapshot :projectDir) "")))))
 
 ;;;###autoload
 (defun opendev-snapshot-restore (session-id)
@@ -631,20 +717,20 @@ Interactively, pick from the trash; RET takes the session discarded last."
                     (cl-remove-if-not (lambda (id) (string-prefix-p session-id id)) ids)))
          (id (cond ((= (length matches) 1) (car matches))
                    ((null matches) session-id) ; the server says why
-                   (t (user-error "OpenDev: %s matches %s: give more of the id"
-                                  session-id (string-join matches ", "))))))
+                   (t (opendev-snapshot--user-error "OpenDev: %s matches %s: give more of the id"
+                                                    session-id (string-join matches ", "))))))
     (condition-case err
         (let ((listing (opendev-snapshot--send-sync connection "opendev/snapshot.restore" (list :sessionId id))))
           (opendev-snapshot--refresh-count connection)
-          (message "OpenDev: restored %s (%s)" id (or (plist-get listing :status) "back"))
+          (opendev-snapshot--message "OpenDev: restored %s (%s)" id (or (plist-get listing :status) "back"))
           listing)
       (opendev-snapshot-error
        (let ((e (cdr err)))
-         (user-error "OpenDev: cannot restore %s: %s" id
-                     (pcase (plist-get e :code)
-                       (-32001 "it is not in the trash")
-                       (-32003 "a session with that id exists again; the trashed copy stays in the trash")
-                       (_ (plist-get e :message)))))))))
+         (opendev-snapshot--user-error "OpenDev: cannot restore %s: %s" id
+                                       (pcase (plist-get e :code)
+                                         (-32001 "it is not in the trash")
+                                         (-32003 "a session with that id exists again; the trashed copy stays in the trash")
+                                         (_ (plist-get e :message)))))))))
 
 (defvar opendev-snapshot--token-counter 0)
 
@@ -663,27 +749,28 @@ Shows how many would go and asks first, unless FORCE (prefix argument)."
   (interactive (list (read-string "Remove snapshots older than (90s, 30m, 12h, 7d): " nil nil "7d")
                      current-prefix-arg))
   (let ((ms (or (opendev-snapshot-parse-duration age)
-                (user-error "OpenDev: not an age: %s (use 90s, 30m, 12h, 7d)" age)))
+                (opendev-snapshot--user-error "OpenDev: not an age: %s (use 90s, 30m, 12h, 7d)" age)))
         (connection (opendev-snapshot--connection)))
     (let ((preview (if force nil (opendev-snapshot--cleanup connection ms t))))
       (cond
        ((and preview (zerop (plist-get preview :removedCount)))
-        (message "OpenDev: no snapshot older than %s" age))
+        (opendev-snapshot--message "OpenDev: no snapshot older than %s" age))
        ((or force
-            (yes-or-no-p (format "Move %d snapshot(s) older than %s to the trash (%s)? "
-                                 (plist-get preview :removedCount) age
-                                 (mapconcat #'identity (plist-get preview :sessionIds) ", "))))
+            (yes-or-no-p (opendev-snapshot-printable
+                          (format "Move %d snapshot(s) older than %s to the trash (%s)? "
+                                  (plist-get preview :removedCount) age
+                                  (mapconcat #'identity (plist-get preview :sessionIds) ", ")))))
         (let ((r (opendev-snapshot--cleanup connection ms nil)))
           (opendev-snapshot--refresh-count connection)
-          (message "OpenDev: moved %d snapshot(s) older than %s to the trash (M-x opendev-snapshot-restore)"
-                   (plist-get r :removedCount) age)))))))
+          (opendev-snapshot--message "OpenDev: moved %d snapshot(s) older than %s to the trash (M-x opendev-snapshot-restore)"
+                                     (plist-get r :removedCount) age)))))))
 
 (defun opendev-snapshot--on-progress (token value)
   "Show cleanup progress ($/progress with our TOKEN)."
   (when (and (stringp token) (string-prefix-p "opendev-cleanup-" token))
-    (message "OpenDev cleanup: %s%s"
-             (or (plist-get value :title) (plist-get value :message) "")
-             (if (plist-get value :percentage) (format " (%d%%)" (plist-get value :percentage)) ""))))
+    (opendev-snapshot--message "OpenDev cleanup: %s%s"
+                               (or (plist-get value :title) (plist-get value :message) "")
+                               (if (plist-get value :percentage) (format " (%d%%)" (plist-get value :percentage)) ""))))
 
 (declare-function opendev-snapshot-eglot-register "opendev-snapshot-eglot")
 (declare-function opendev-snapshot-lsp-register "opendev-snapshot-lsp")

@@ -192,3 +192,41 @@ def test_server_missing_says_how_to_install_it(tmp_path, front_end):
     seen = out.read_text()
     assert "is not installed or not on `exec-path'" in seen and "opendev-snapshot-server-command" in seen, seen
     assert seen.count("not installed") == 1, seen
+
+
+TEXT_SCRIPT = r"""
+(require 'json)
+(require 'opendev-snapshot)
+(let* ((cases (with-temp-buffer
+                (insert-file-contents (getenv "CASES"))
+                (json-parse-buffer :object-type 'alist :array-type 'list)))
+       (out (list (cons 'cost (vconcat (mapcar #'opendev-snapshot-format-cost (alist-get 'cost cases))))
+                  ;; code points: an Emacs string can hold a lone surrogate, JSON text cannot
+                  (cons 'printable (vconcat (mapcar (lambda (cps) (opendev-snapshot-printable (apply #'string cps)))
+                                                    (alist-get 'printable cases))))
+                  ;; Emacs only: a file name that is not UTF-8 decodes to a raw byte
+                  (cons 'raw_byte (opendev-snapshot-printable (decode-coding-string "bad\377name" 'utf-8)))
+                  (cons 'none (vector (opendev-snapshot-printable nil) (opendev-snapshot-format-cost nil))))))
+  (with-temp-file (getenv "OUT")
+    (insert (json-serialize out))))
+"""
+
+
+def test_format_cost_and_printable_match_the_shared_cases(tmp_path):
+    """opendev-snapshot-format-cost and -printable give what core.text gives, case for case (tests/text_cases.py)."""
+    from editors.support import text_mismatches
+    from text_cases import COST_CASES, PRINTABLE_CASES
+
+    emacs = require("emacs")
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps({"cost": [c[0] for c in COST_CASES], "printable": [[ord(ch) for ch in c[1]] for c in PRINTABLE_CASES]}))
+    script = tmp_path / "text.el"
+    script.write_text(TEXT_SCRIPT)
+    out = tmp_path / "out.json"
+    proc = run([emacs, "--batch", "-L", str(LISP_DIR), "-l", str(script)],
+               env=emacs_env(tmp_path, "/usr/bin:/bin", CASES=cases, OUT=out), cwd=tmp_path, timeout=60)  # fmt: skip
+    assert proc.returncode == 0 and out.exists(), proc.stderr
+    result = json.loads(out.read_text())
+    assert text_mismatches(result["cost"], result["printable"]) == []
+    assert result["raw_byte"] == "bad\\udcffname"  # as core.text shows the same name read with surrogateescape
+    assert result["none"] == ["", "$?"]

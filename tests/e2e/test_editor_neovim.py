@@ -213,3 +213,48 @@ def test_server_missing_says_how_to_install_it(tmp_path):
     messages = out.read_text()
     assert "is not installed or not on PATH" in messages and "cmd = {" in messages, messages
     assert messages.count("OpenDev:") == 1, messages
+
+
+TEXT_SCRIPT = r"""
+local M = require('opendev_snapshot')
+local f = assert(io.open(os.getenv('CASES')))
+local cases = vim.fn.json_decode(f:read('*a'))
+f:close()
+local out = { cost = {}, printable = {} }
+for _, usd in ipairs(cases.cost) do
+  table.insert(out.cost, M.format_cost(usd))
+end
+for _, raw in ipairs(cases.printable) do
+  table.insert(out.printable, M.printable(raw))
+end
+-- Neovim only: a byte that is not UTF-8 (a file name read as bytes), and nil
+out.raw_byte = M.printable('bad\255name')
+out.none = { M.printable(nil), M.format_cost(nil) }
+f = assert(io.open(os.getenv('OUT'), 'w'))
+f:write(vim.fn.json_encode(out))
+f:close()
+"""
+
+
+@pytest.mark.parametrize("which", ["debian", "newer"])
+def test_format_cost_and_printable_match_the_shared_cases(tmp_path, which):
+    """M.format_cost and M.printable give what core.text gives, case for case (tests/text_cases.py)."""
+    from editors.support import text_mismatches
+    from text_cases import COST_CASES, PRINTABLE_CASES
+
+    nvim = require("nvim") if which == "debian" else (os.environ.get("OPENDEV_TEST_NVIM_NEW") or newer_nvim())
+    cases = tmp_path / "cases.json"
+    # ensure_ascii: a lone surrogate travels as "\udcff", which Neovim's decoder keeps (as ED B3 BF)
+    cases.write_text(json.dumps({"cost": [c[0] for c in COST_CASES], "printable": [c[1] for c in PRINTABLE_CASES]}))
+    script = tmp_path / "text.lua"
+    script.write_text(TEXT_SCRIPT)
+    out = tmp_path / "out.json"
+    env = clean_env(CASES=cases, OUT=out, HOME=tmp_path)
+    cmd = [nvim, "--headless", "-n", "-i", "NONE", "-u", "NONE", "--cmd", f"set rtp+={ROOT / 'client-config' / 'neovim'}",
+           "-c", f"luafile {script}", "-c", "qall!"]  # fmt: skip
+    proc = run(cmd, env=env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0 and out.exists(), proc.stderr
+    result = json.loads(out.read_text())
+    assert text_mismatches(result["cost"], result["printable"]) == []
+    assert result["raw_byte"] == "bad\\udcffname"  # as core.text shows the same name read with surrogateescape
+    assert result["none"] == ["", "$?"]

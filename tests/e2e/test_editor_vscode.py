@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import zipfile
@@ -306,3 +307,40 @@ console.log(JSON.stringify(out));
     assert out["programs"] == ["opendev", "/opt/od/bin/opendev", "/my dir/opendev", None]
     assert out["quoted"] == "opendev --resume s1 --cwd '/a b/it'\\''s'"
     assert out["ipython"] == "%opendev recover k-1"
+
+
+def test_format_cost_and_printable_match_the_shared_cases(unpacked, tmp_path):
+    """formatCost and printable of out/protocol.js, as shipped, give what core.text gives (tests/text_cases.py)."""
+    from editors.support import HOSTILE_LINK, text_mismatches
+    from text_cases import COST_CASES, PRINTABLE_CASES
+
+    cases = tmp_path / "cases.json"
+    # JSON.parse keeps a lone surrogate ("\udcff") as one: a JavaScript string can hold it
+    cases.write_text(json.dumps({"cost": [c[0] for c in COST_CASES], "printable": [c[1] for c in PRINTABLE_CASES],
+                                 "link": f"in {HOSTILE_LINK} [a](https://x.example) [b](file:///etc) $(alert) \\$(x) $(y~spin)"}))  # fmt: skip
+    script = r"""
+const fs = require('fs');
+const p = require(process.argv[1]);
+const c = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
+console.log(JSON.stringify({
+  cost: c.cost.map(p.formatCost),
+  printable: c.printable.map(p.printable),
+  none: [p.printable(undefined), p.printable(null), p.formatCost(undefined), p.formatCost('3')],
+  notification: p.notificationText(c.link),
+  pick: p.pickText(c.link),
+}));
+"""
+    proc = subprocess.run([require("node"), "-e", script, str(unpacked / "out" / "protocol.js"), str(cases)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert text_mismatches(out["cost"], out["printable"]) == []
+    assert out["none"] == ["", "", "$?", "$?"]
+    # VS Code renders [label](command:...) in a notification as a link that runs the command when clicked
+    assert VSCODE_LINK.search(out["notification"]) is None and "[Undo]\\x28command:" in out["notification"]
+    # and $(name) in a quick pick as an icon: escaped as its escapeIcons does
+    assert out["pick"].endswith("\\$(alert) \\$(x) \\$(y~spin)")
+
+
+# VS Code's own parser of links in notification text (src/vs/base/common/linkedText.ts)
+VSCODE_LINK = re.compile(r"\[([^\]]+)\]\(((?:https?://|command:|file:)[^)\s]+)(?: ([\"'])(.+?)(\3))?\)", re.I)

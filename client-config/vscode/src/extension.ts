@@ -35,11 +35,15 @@ import {
   describe,
   describeAge,
   discard,
+  formatCost,
   holderText,
   initializationOptions,
   interruptedOf,
   ipythonRecoverCommand,
   listSessions,
+  notificationText,
+  pickText,
+  printable,
   listTrash,
   parseDuration,
   question,
@@ -82,8 +86,23 @@ function settings(): Settings {
 }
 
 function log(line: string): void {
-  output?.appendLine(line);
+  output?.appendLine(printable(line));
 }
+
+/**
+ * Every notification goes through here: its text made printable, and any
+ * `[label](command:...)` in it shown as text, never as a link VS Code would
+ * run (a project directory may be named like one).
+ */
+function notifier(show: (message: string, ...items: any[]) => Thenable<any>) {
+  return <T extends string | vscode.MessageItem>(message: string, ...items: T[]): Thenable<T | undefined> =>
+    show(notificationText(message), ...items);
+}
+const say = {
+  info: notifier(vscode.window.showInformationMessage),
+  warning: notifier(vscode.window.showWarningMessage),
+  error: notifier(vscode.window.showErrorMessage),
+};
 
 function errorCode(err: unknown): number | undefined {
   return err instanceof ResponseError ? err.code : (err as { code?: number } | undefined)?.code;
@@ -148,7 +167,7 @@ async function recoverByKind(session: Listing): Promise<void> {
       await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(notebook));
     }
     const where = notebook ? `the notebook ${path.basename(notebook)}` : `IPython in ${session.projectDir}`;
-    const pick = await vscode.window.showInformationMessage(
+    const pick = await say.info(
       `OpenDev: ${id} was the kernel of ${where}. To get its code back, run "${command}" in a cell of a new kernel there.`,
       'Copy Command',
     );
@@ -160,7 +179,7 @@ async function recoverByKind(session: Listing): Promise<void> {
   const line = resumeCommandLine(settings().resumeCommand, session);
   const program = commandProgram(line);
   if (!program || !findOnPath(program)) {
-    const pick = await vscode.window.showErrorMessage(
+    const pick = await say.error(
       `OpenDev: cannot resume ${id}: "${program ?? line}" is not installed (not found on PATH). ` +
         'Install the OpenDev agent, or set "opendevSnapshot.resumeCommand" (e.g. to its full path). The snapshot is kept.',
       'Open Settings',
@@ -180,7 +199,7 @@ async function restoreSession(c: LanguageClient, sessionId: string): Promise<voi
   try {
     const listing = await restore(c, sessionId);
     known.set(listing.sessionId, listing);
-    void vscode.window.showInformationMessage(`OpenDev: restored ${sessionId} (${listing.status}).`);
+    void say.info(`OpenDev: restored ${sessionId} (${listing.status}).`);
   } catch (err) {
     const why =
       errorCode(err) === NOT_FOUND
@@ -188,7 +207,7 @@ async function restoreSession(c: LanguageClient, sessionId: string): Promise<voi
         : errorCode(err) === RUNNING
           ? 'a session with that id exists again; the trashed copy stays in the trash'
           : errorMessage(err);
-    void vscode.window.showErrorMessage(`OpenDev: cannot restore ${sessionId}: ${why}.`);
+    void say.error(`OpenDev: cannot restore ${sessionId}: ${why}.`);
   }
   await refreshCounts();
 }
@@ -199,19 +218,19 @@ async function discardWithUndo(c: LanguageClient, sessionId: string): Promise<vo
     const { removed } = await discard(c, sessionId);
     if (removed) {
       // not awaited: the next question must not wait for this message
-      void vscode.window
-        .showInformationMessage(`OpenDev: discarded ${sessionId} (moved to the trash).`, 'Undo')
+      void say
+        .info(`OpenDev: discarded ${sessionId} (moved to the trash).`, 'Undo')
         .then((pick) => (pick === 'Undo' ? restoreSession(c, sessionId) : undefined));
     } else {
-      void vscode.window.showInformationMessage(`OpenDev: ${sessionId} was already gone.`);
+      void say.info(`OpenDev: ${sessionId} was already gone.`);
     }
   } catch (err) {
     if (errorCode(err) === RUNNING) {
-      void vscode.window.showWarningMessage(
+      void say.warning(
         `OpenDev: ${sessionId} is running${holderText(errorData(err))}: nothing was discarded.`,
       );
     } else {
-      void vscode.window.showErrorMessage(`OpenDev: discarding ${sessionId} failed: ${errorMessage(err)}`);
+      void say.error(`OpenDev: discarding ${sessionId} failed: ${errorMessage(err)}`);
     }
   }
   await refreshCounts();
@@ -222,7 +241,7 @@ async function act(c: LanguageClient, session: Listing, choice: string | undefin
     try {
       await recover(c, session.sessionId); // the server then sends opendev/recoverSession
     } catch (err) {
-      void vscode.window.showErrorMessage(`OpenDev: recovering ${session.sessionId} failed: ${errorMessage(err)}`);
+      void say.error(`OpenDev: recovering ${session.sessionId} failed: ${errorMessage(err)}`);
     }
   } else if (choice === DISCARD) {
     await discardWithUndo(c, session.sessionId);
@@ -238,15 +257,10 @@ async function act(c: LanguageClient, session: Listing, choice: string | undefin
 async function onQuestion(c: LanguageClient, params: ShowMessageRequestParams): Promise<MessageActionItem | null> {
   const session = sessionIn(params.message, known.values());
   if (!session) {
-    const show =
-      params.type === MessageType.Error
-        ? vscode.window.showErrorMessage
-        : params.type === MessageType.Warning
-          ? vscode.window.showWarningMessage
-          : vscode.window.showInformationMessage;
+    const show = params.type === MessageType.Error ? say.error : params.type === MessageType.Warning ? say.warning : say.info;
     return (await show(params.message, ...(params.actions ?? []))) ?? null;
   }
-  const choice = await vscode.window.showWarningMessage(question(session), RECOVER, DISCARD, LATER);
+  const choice = await say.warning(question(session), RECOVER, DISCARD, LATER);
   await act(c, session, choice);
   return null;
 }
@@ -260,7 +274,7 @@ async function serverToRun(context: vscode.ExtensionContext, s: Settings): Promi
   }
   const bundle = bundleInfo(context.extensionPath);
   if (!bundle) {
-    void vscode.window.showErrorMessage(
+    void say.error(
       'OpenDev Snapshot: this copy of the extension has no bundled server (run scripts/bundle_server.py), ' +
         'and opendevSnapshot.serverPath is not set.',
     );
@@ -269,7 +283,7 @@ async function serverToRun(context: vscode.ExtensionContext, s: Settings): Promi
   const python = await findPython(s.interpreter, bundle, vscode.workspace.workspaceFolders?.[0]?.uri);
   if (!python.check.ok) {
     const actions = vscode.extensions.getExtension(PYTHON_EXTENSION) ? ['Select Interpreter', 'Open Settings'] : ['Open Settings'];
-    const pick = await vscode.window.showErrorMessage(
+    const pick = await say.error(
       `OpenDev Snapshot cannot start its server: ${python.check.problem}. Select a Python 3.11+ interpreter, ` +
         'or set opendevSnapshot.interpreter (or opendevSnapshot.serverPath to an installed opendev-snapshot).',
       ...actions,
@@ -317,7 +331,7 @@ async function startClient(context: vscode.ExtensionContext): Promise<void> {
     await c.start();
   } catch (err) {
     client = undefined;
-    void vscode.window.showErrorMessage(
+    void say.error(
       `OpenDev Snapshot: cannot start "${executable.command} ${executable.args.join(' ')}": ${errorMessage(err)}. ` +
         'See the "OpenDev Snapshot" output.',
     );
@@ -338,7 +352,7 @@ async function stopClient(): Promise<void> {
 
 function running(): LanguageClient | undefined {
   if (!client) {
-    void vscode.window.showWarningMessage('OpenDev Snapshot: the server is not running (open a folder first).');
+    void say.warning('OpenDev Snapshot: the server is not running (open a folder first).');
   }
   return client;
 }
@@ -355,7 +369,7 @@ async function showSessions(): Promise<void> {
   const sessions = await listSessions(c, scope);
   sessions.forEach((s) => known.set(s.sessionId, s));
   if (sessions.length === 0) {
-    void vscode.window.showInformationMessage('OpenDev: no incomplete sessions.');
+    void say.info('OpenDev: no incomplete sessions.');
     return;
   }
   type Item = vscode.QuickPickItem & { session: Listing };
@@ -367,7 +381,7 @@ async function showSessions(): Promise<void> {
     return;
   }
   const action = await vscode.window.showQuickPick([RECOVER, DISCARD], {
-    title: `OpenDev session ${picked.session.sessionId}`,
+    title: pickText(`OpenDev session ${picked.session.sessionId}`),
   });
   await act(c, picked.session, action);
 }
@@ -379,16 +393,16 @@ async function restoreCommand(): Promise<void> {
   }
   const entries = await listTrash(c);
   if (entries.length === 0) {
-    void vscode.window.showInformationMessage('OpenDev: the trash is empty.');
+    void say.info('OpenDev: the trash is empty.');
     return;
   }
   type Item = vscode.QuickPickItem & { sessionId: string };
   const now = Date.now();
   const picked = await vscode.window.showQuickPick<Item>(
     entries.map((e) => ({
-      label: e.sessionId,
+      label: pickText(e.sessionId),
       description: `discarded ${describeAge(now - e.removedAtMs)} ago`,
-      detail: e.snapshot?.projectDir,
+      detail: e.snapshot ? pickText(`${e.snapshot.projectDir} · ${formatCost(e.snapshot.costUsd)}`) : undefined,
       sessionId: e.sessionId,
     })),
     { title: 'OpenDev: restore a discarded session', placeHolder: 'Choose a session to bring back' },
@@ -420,7 +434,7 @@ async function cleanupCommand(): Promise<void> {
         let last = 0;
         return cleanup(c, maxAgeMs, dryRun, (value) => {
           if (value.kind === 'report' && value.percentage !== undefined) {
-            progress.report({ message: value.message, increment: value.percentage - last });
+            progress.report({ message: value.message === undefined ? undefined : printable(value.message), increment: value.percentage - last });
             last = value.percentage;
           }
         });
@@ -428,12 +442,12 @@ async function cleanupCommand(): Promise<void> {
     );
   const preview = await run(true);
   if (preview.removedCount === 0) {
-    void vscode.window.showInformationMessage(`OpenDev: no snapshot older than ${answer}.`);
+    void say.info(`OpenDev: no snapshot older than ${answer}.`);
     return;
   }
   const confirm = await vscode.window.showWarningMessage(
-    `Move ${preview.removedCount} snapshot(s) older than ${answer} to the trash?`,
-    { modal: true, detail: preview.sessionIds.join(', ') },
+    printable(`Move ${preview.removedCount} snapshot(s) older than ${answer} to the trash?`),
+    { modal: true, detail: printable(preview.sessionIds.join(', ')) },
     'Move to Trash',
   );
   if (confirm !== 'Move to Trash') {
@@ -441,7 +455,7 @@ async function cleanupCommand(): Promise<void> {
   }
   const result = await run(false);
   await refreshCounts();
-  void vscode.window.showInformationMessage(
+  void say.info(
     `OpenDev: moved ${result.removedCount} snapshot(s) to the trash ("OpenDev: Restore a discarded session" brings one back).`,
   );
 }

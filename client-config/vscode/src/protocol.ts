@@ -137,6 +137,88 @@ export function initializationOptions(s: Settings): Record<string, unknown> {
   return options;
 }
 
+// ------------------------------------------------------------------ text shown to people
+//
+// What a snapshot holds (project and notebook paths, a holder's host, the
+// server's error messages that quote them) is shown only through
+// `printable`, as the command line shows it (opendev_snapshot.core.text):
+// an escape sequence, a newline or a bidi override (which would reorder the
+// line) becomes a visible escape. Money goes through `formatCost`, as
+// everywhere in OpenDev. Both are checked against tests/text_cases.py.
+
+// C0, DEL, C1, line/paragraph separators, bidi embeddings/overrides/isolates,
+// the BOM, and lone surrogates (with the `u` flag a pair is one code point
+// and does not match).
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]|[\ud800-\udfff]/gu;
+const NAMED: Record<string, string> = { '\t': '\\t', '\n': '\\n', '\r': '\\r', '\u001b': '\\e' };
+
+/** `text` with every control character made visible: `\e`, `\n`, `\x9b`, `\u202e`, `\udcff`. */
+export function printable(text: unknown): string {
+  const value = text === undefined || text === null ? '' : String(text);
+  return value.replace(UNSAFE, (ch) => {
+    const code = ch.charCodeAt(0);
+    return NAMED[ch] ?? (code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+  });
+}
+
+/**
+ * `x` (finite, >= 0.01) with two decimals, rounded as C's and Python's
+ * "%.2f" round: on the exact binary value, ties to even. (`toFixed(2)`
+ * rounds the exact ties 0.125, 0.375, ... up, and gives "1e+21" from 1e21.)
+ */
+function fixed2(x: number): string {
+  if (x >= 1e21) {
+    return `${BigInt(x)}.00`; // an integer (beyond 2**53 every double is)
+  }
+  // every double >= 0.01 has at most 60 decimals: toFixed(100) is its exact value
+  const [whole, decimals] = x.toFixed(100).split('.');
+  let cents = BigInt(whole + decimals.slice(0, 2));
+  const rest = decimals.slice(2);
+  const tie = rest[0] === '5' && /^0*$/.test(rest.slice(1));
+  if (rest[0] > '5' || (rest[0] === '5' && !tie) || (tie && cents % 2n === 1n)) {
+    cents += 1n;
+  }
+  const digits = cents.toString().padStart(3, '0');
+  return `${digits.slice(0, -2)}.${digits.slice(-2)}`;
+}
+
+/** Dollars as everywhere in OpenDev: `$0.00`, `<$0.01`, `$0.42`, `$1,234.50`, `-$3.25`. */
+export function formatCost(usd: unknown): string {
+  if (typeof usd !== 'number') {
+    return '$?';
+  }
+  if (Number.isNaN(usd)) {
+    return '$nan';
+  }
+  if (usd === 0) {
+    return '$0.00';
+  }
+  const sign = usd < 0 ? '-' : '';
+  const value = Math.abs(usd);
+  if (value === Infinity) {
+    return `${sign}$inf`;
+  }
+  if (value < 0.01) {
+    return `${sign}<$0.01`;
+  }
+  const [whole, cents] = fixed2(value).split('.');
+  return `${sign}$${whole.replace(/\B(?=(\d{3})+(?!\d))/g, ',')}.${cents}`;
+}
+
+/**
+ * Notification text: printable, and a `[label](command:...)` (or `https:`,
+ * `file:`) in it, which VS Code would render as a link that runs the command
+ * when clicked, shown as text instead (its `(` as `\x28`).
+ */
+export function notificationText(text: unknown): string {
+  return printable(text).replace(/\]\(/g, ']\\x28');
+}
+
+/** Quick pick text: printable, and `$(name)`, which VS Code would draw as an icon, escaped as VS Code's `escapeIcons` does. */
+export function pickText(text: unknown): string {
+  return printable(text).replace(/(\\)?\$\((\w[\w-]*(~[\w-]+)?)\)/g, (match, escaped) => (escaped ? match : `\\${match}`));
+}
+
 /** POSIX shell quoting (session ids need none; project paths may). */
 export function shellQuote(value: string): string {
   return /^[A-Za-z0-9_.\/:=@%+-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`;
@@ -183,7 +265,7 @@ export function sessionIn(message: string, known: Iterable<Listing>): Listing | 
   return best;
 }
 
-/** The question asked about an interrupted session. */
+/** The question asked about an interrupted session (printable). */
 export function question(s: Listing, now = Date.now()): string {
   const count = s.messageCount;
   const base = (p: string) => p.replace(/[\\/]+$/, '').split(/[\\/]/).pop() || p;
@@ -191,19 +273,19 @@ export function question(s: Listing, now = Date.now()): string {
     s.kind === 'ipython'
       ? `Notebook session ${s.sessionId} (${s.notebook ? base(s.notebook) : 'IPython'})`
       : `OpenDev session ${s.sessionId} (${base(s.projectDir)})`;
-  return (
+  return printable(
     `${what} was interrupted ${describeAge(now - s.snapshotTimestampMs)} ago: ` +
-    `${count} message${count === 1 ? '' : 's'}, $${s.costUsd.toFixed(2)}. Recover it?`
+      `${count} message${count === 1 ? '' : 's'}, ${formatCost(s.costUsd)}. Recover it?`,
   );
 }
 
-/** The holder named in a -32003 error's data, for a message. */
+/** The holder named in a -32003 error's data, for a message (printable). */
 export function holderText(data: unknown): string {
   const holder = (data as { holder?: { pid?: number; host?: string } } | undefined)?.holder;
   if (!holder || holder.pid === undefined) {
     return '';
   }
-  return ` (pid ${holder.pid}${holder.host ? ` on ${holder.host}` : ''})`;
+  return printable(` (pid ${holder.pid}${holder.host ? ` on ${holder.host}` : ''})`);
 }
 
 const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -225,13 +307,16 @@ export function describeAge(ms: number): string {
   return `${seconds} second${seconds === 1 ? '' : 's'}`;
 }
 
-/** One QuickPick row: label, description, detail. */
+/** One QuickPick row: label, description, detail (made safe for a quick pick). */
 export function describe(session: Listing, now = Date.now()): { label: string; description: string; detail: string } {
   const count = session.messageCount;
+  const kind = session.kind === 'ipython' ? ' notebook' : '';
   return {
-    label: session.sessionId,
-    description: `${session.status}, ${describeAge(now - session.snapshotTimestampMs)} ago`,
-    detail: `${session.projectDir} · ${count} message${count === 1 ? '' : 's'} · $${session.costUsd.toFixed(2)}`,
+    label: pickText(session.sessionId),
+    description: pickText(`${session.status}${kind}, ${describeAge(now - session.snapshotTimestampMs)} ago`),
+    detail: pickText(
+      `${session.notebook || session.projectDir} · ${count} message${count === 1 ? '' : 's'} · ${formatCost(session.costUsd)}`,
+    ),
   };
 }
 

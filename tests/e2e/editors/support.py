@@ -87,6 +87,16 @@ def require(program: str) -> str:
     return path
 
 
+def editor_path(bin_dir: Path) -> str:
+    """PATH for an editor: ``bin_dir`` first, and no directory holding `opendev`
+    or `opendev-snapshot` (the README's setup must name the server itself)."""
+    keep = [str(bin_dir)]
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        if d and not (Path(d) / "opendev").exists() and not (Path(d) / "opendev-snapshot").exists():
+            keep.append(d)
+    return os.pathsep.join(keep)
+
+
 @dataclass
 class Scenario:
     snapshot_dir: Path
@@ -104,13 +114,7 @@ class Scenario:
         return self.files[session_id].read_bytes()
 
     def path_env(self) -> str:
-        """PATH for an editor: our bin dir first, and no directory holding `opendev`
-        or `opendev-snapshot` (the README's setup must name the server itself)."""
-        keep = [str(self.bin_dir)]
-        for d in os.environ.get("PATH", "").split(os.pathsep):
-            if d and not (Path(d) / "opendev").exists() and not (Path(d) / "opendev-snapshot").exists():
-                keep.append(d)
-        return os.pathsep.join(keep)
+        return editor_path(self.bin_dir)
 
     def stop(self) -> None:
         for h in self.holders:
@@ -131,6 +135,9 @@ class Holder:
 
     SCRIPT = (
         "import sys\n"
+        "import opendev_snapshot.core.holder as holder\n"
+        "if len(sys.argv) > 4:  # the host its lock file names\n"
+        "    holder._hostname = lambda: sys.argv[4]\n"
         "from opendev_snapshot.core import SnapshotStore, new_record\n"
         "store = SnapshotStore(sys.argv[1], use_index=False)\n"
         "record = new_record(sys.argv[2], sys.argv[3])\n"
@@ -140,10 +147,10 @@ class Holder:
         "sys.stdin.read()\n"
     )
 
-    def __init__(self, snapshot_dir: Path, session_id: str, project: Path) -> None:
+    def __init__(self, snapshot_dir: Path, session_id: str, project: Path, host: str | None = None) -> None:
         self.session_id = session_id
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", self.SCRIPT, str(snapshot_dir), session_id, str(project)],
+            [sys.executable, "-c", self.SCRIPT, str(snapshot_dir), session_id, str(project), *([host] if host else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -248,3 +255,89 @@ def run(cmd: list, *, env: dict, cwd: Path, timeout: float = EDITOR_TIMEOUT) -> 
         except ProcessLookupError:
             pass
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+# ---------------------------------------------------------------- hostile text
+#
+# A project whose directory name holds what a terminal or an editor would
+# obey: an OSC 52 clipboard write (ESC ... BEL), a bidi override, a C1 CSI,
+# a newline (in Neovim a second line opens a "Press ENTER" prompt that takes
+# the next key) and a VS Code notification link that would run a command.
+# Its sessions carry such text in every field an editor shows: the project
+# path, a notebook path, and the host a live holder's lock file names.
+
+HOSTILE_LINK = "[Undo](command:workbench.action.terminal.sendSequence?%7B%22text%22%3A%22x%22%7D)"
+HOSTILE_DIR = f"proj \x1b]52;c;cm0gLXJmIH4=\x07 \u202eevil\x9b2J {HOSTILE_LINK}\nend"
+HOSTILE_HOST = "box\x1b[2J\u202e\x85"
+HOSTILE_NOTEBOOK = "nb \u202ebnypi.ipynb"
+H_AGENT = "hostile-agent"  # newest: Discard (then Undo from the trash)
+H_NOTEBOOK = "hostile-kernel"  # Recover: where the notebook is
+H_HELD = "hostile-held"  # held by a live process on HOSTILE_HOST: Discard is refused
+H_COSTS = {H_AGENT: 1234.5, H_NOTEBOOK: 0.004}
+H_COSTS_SHOWN = {H_AGENT: "$1,234.50", H_NOTEBOOK: "<$0.01"}
+
+
+@dataclass
+class Hostile:
+    snapshot_dir: Path
+    project: Path
+    bin_dir: Path
+    holder: Holder
+    files: dict = field(default_factory=dict)
+    original: dict = field(default_factory=dict)
+
+    def path_env(self) -> str:
+        return editor_path(self.bin_dir)
+
+    def stop(self) -> None:
+        self.holder.kill()
+
+
+def make_hostile(tmp_path: Path) -> Hostile:
+    """The hostile project (a git root, with ``main.py``) and its three sessions."""
+    from opendev_snapshot.core import SnapshotStore, new_record
+
+    snapshot_dir = tmp_path / "snapshots"
+    project = tmp_path / HOSTILE_DIR
+    bin_dir = tmp_path / "bin"
+    (project / ".git").mkdir(parents=True)
+    (project / "main.py").write_text("print('hello')\n")
+    bin_dir.mkdir()
+    now = now_ms()
+    with SnapshotStore(snapshot_dir, use_index=False) as store:
+        for session_id, age_ms in ((H_AGENT, 5 * 60_000), (H_NOTEBOOK, 10 * 60_000)):
+            record = new_record(session_id, str(project))
+            record.update(snapshot_timestamp_ms=now - age_ms, message_count=2, cost_usd=H_COSTS[session_id])
+            store.save(record)
+    write_lock_text(
+        snapshot_dir,
+        H_NOTEBOOK,
+        {"pid": 22090, "host": HOSTILE_HOST, "startedMs": now - 3_600_000, "kind": "ipython",
+         "notebook": str(project / HOSTILE_NOTEBOOK), "historySession": 3},
+    )  # fmt: skip
+    holder = Holder(snapshot_dir, H_HELD, project, host=HOSTILE_HOST)
+    h = Hostile(snapshot_dir, project, bin_dir, holder)
+    h.files = {sid: snapshot_dir / f"{sid}_session_snapshot.json" for sid in (H_AGENT, H_NOTEBOOK, H_HELD)}
+    h.original = {sid: path.read_bytes() for sid, path in h.files.items()}
+    return h
+
+
+def raw_controls(strings) -> list:
+    """The strings of ``strings`` that hold a character ``core.text.printable`` escapes."""
+    from opendev_snapshot.core.text import printable
+
+    return [s for s in strings if printable(s) != s]
+
+
+def text_mismatches(cost_shown: list, printable_shown: list) -> list:
+    """Where an editor's format_cost / printable differ from the shared cases."""
+    from text_cases import COST_CASES, PRINTABLE_CASES
+
+    assert len(cost_shown) == len(COST_CASES) and len(printable_shown) == len(PRINTABLE_CASES)
+    wrong = [f"format_cost({usd!r}) = {got!r}, not {want!r}" for (usd, want), got in zip(COST_CASES, cost_shown) if got != want]
+    wrong += [
+        f"printable[{name}]({raw!r}) = {got!r}, not {want!r}"
+        for (name, raw, want), got in zip(PRINTABLE_CASES, printable_shown)
+        if got != want
+    ]
+    return wrong

@@ -70,17 +70,132 @@ M.state = {
   by_root = {},
 }
 
+-- ---------------------------------------------------------------- text
+--
+-- What a snapshot holds (project paths, notebook paths, a holder's host, the
+-- server's error messages that quote them) is shown only through
+-- M.printable, as the command line shows it (opendev_snapshot.core.text):
+-- an escape sequence (an OSC 52 clipboard write), a newline (which would
+-- open a "Press ENTER" prompt and take the next key) or a bidi override
+-- never reaches the screen raw. Money is shown by M.format_cost, as
+-- everywhere else. Both are checked against the cases of tests/text_cases.py.
+
+local NAMED = { [0x09] = '\\t', [0x0a] = '\\n', [0x0d] = '\\r', [0x1b] = '\\e' }
+
+-- C0, DEL, C1, the line/paragraph separators, bidi embeddings, overrides
+-- and isolates, the BOM, and surrogates (a lone "\udcff" that Neovim's JSON
+-- decoder keeps as ED B3 BF).
+local function unsafe(cp)
+  return cp < 0x20
+    or (cp >= 0x7f and cp <= 0x9f)
+    or cp == 0x2028
+    or cp == 0x2029
+    or (cp >= 0x202a and cp <= 0x202e)
+    or (cp >= 0x2066 and cp <= 0x2069)
+    or cp == 0xfeff
+    or (cp >= 0xd800 and cp <= 0xdfff)
+end
+
+local function escape(cp)
+  return NAMED[cp] or (cp < 0x100 and string.format('\\x%02x', cp)) or string.format('\\u%04x', cp)
+end
+
+-- One UTF-8 sequence at byte i: its code point and length, or nil if the
+-- bytes there are not UTF-8 (surrogates ED A0..BF .. are taken as such).
+local function utf8_at(s, i)
+  local b = s:byte(i)
+  local n, cp, lo, hi
+  if b < 0x80 then
+    return b, 1
+  elseif b >= 0xc2 and b <= 0xdf then
+    n, cp = 1, b - 0xc0
+  elseif b >= 0xe0 and b <= 0xef then
+    n, cp = 2, b - 0xe0
+    lo = b == 0xe0 and 0xa0 or 0x80
+  elseif b >= 0xf0 and b <= 0xf4 then
+    n, cp = 3, b - 0xf0
+    lo = b == 0xf0 and 0x90 or 0x80
+    hi = b == 0xf4 and 0x8f or 0xbf
+  else
+    return nil
+  end
+  for k = 1, n do
+    local c = s:byte(i + k)
+    if not c or c < (k == 1 and lo or 0x80) or c > (k == 1 and hi or 0xbf) then
+      return nil
+    end
+    cp = cp * 64 + (c - 0x80)
+  end
+  return cp, n + 1
+end
+
+--- `text` with every control character made visible: `\e` for ESC, `\n`,
+--- `\x9b` (C1), `\u202e` (bidi override), `\udcff` for a byte that is not
+--- UTF-8 (as Python shows a file name that is not). nil shows as ''.
+function M.printable(text)
+  if text == nil or text == vim.NIL then
+    return ''
+  end
+  text = tostring(text)
+  if not text:find('[%z\1-\31\127-\255]') then
+    return text -- printable ASCII: the usual case
+  end
+  local out, i, n = {}, 1, #text
+  while i <= n do
+    local cp, len = utf8_at(text, i)
+    if not cp then
+      table.insert(out, string.format('\\udc%02x', text:byte(i)))
+      i = i + 1
+    else
+      table.insert(out, unsafe(cp) and escape(cp) or text:sub(i, i + len - 1))
+      i = i + len
+    end
+  end
+  return table.concat(out)
+end
+
+--- Dollars as everywhere in OpenDev: `$0.00`, `<$0.01`, `$0.42`, `$1,234.50`, `-$3.25`.
+function M.format_cost(usd)
+  local v = tonumber(usd)
+  if v == nil then
+    return '$?'
+  elseif v ~= v then
+    return '$nan'
+  elseif v == 0 then
+    return '$0.00'
+  end
+  local sign = v < 0 and '-' or ''
+  v = math.abs(v)
+  if v == math.huge then
+    return sign .. '$inf'
+  elseif v < 0.01 then
+    return sign .. '<$0.01'
+  end
+  local fixed
+  local eighths = v * 8 -- exact: a power of two
+  if eighths < 2 ^ 53 and eighths == math.floor(eighths) and eighths % 2 == 1 then
+    -- x.125, x.375, x.625, x.875: the only exact ties at two decimals. To
+    -- even, as C and Python round them; LuaJIT's own '%.2f' rounds them up.
+    fixed = string.format('%.3f', v):sub(1, -2):gsub('7$', '8')
+  else
+    fixed = string.format('%.2f', v)
+  end
+  local whole, cents = fixed:match('^(%d+)%.(%d%d)$')
+  whole = whole:reverse():gsub('(%d%d%d)', '%1,'):reverse():gsub('^,', '')
+  return sign .. '$' .. whole .. '.' .. cents
+end
+
 -- ---------------------------------------------------------------- helpers
 
 local function notify(msg, level)
-  vim.notify('OpenDev: ' .. msg, level or vim.log.levels.INFO)
+  vim.notify(M.printable('OpenDev: ' .. msg), level or vim.log.levels.INFO)
 end
 
 -- A notice shown while the user may be typing: one line that fits the
 -- message area, so Neovim never opens a "Press ENTER" prompt (which would
 -- take the next key).
 local function notice(msg, level)
-  msg = 'OpenDev: ' .. msg
+  msg = M.printable('OpenDev: ' .. msg)
   local room = (vim.v.echospace or 80) - 1
   if vim.fn.strdisplaywidth(msg) > room and room > 10 then
     msg = vim.fn.strcharpart(msg, 0, room - 1) .. '…'
@@ -146,21 +261,21 @@ local function basename(path)
   return vim.fn.fnamemodify((path or ''):gsub('/+$', ''), ':t')
 end
 
---- One line describing a Listing (used by :OpenDevSessions).
+--- One line describing a Listing (used by :OpenDevSessions), printable.
 function M.format_session(s)
-  return string.format(
-    '%s  %s%s, %s ago, %s, $%.2f  %s',
+  return M.printable(string.format(
+    '%s  %s%s, %s ago, %s, %s  %s',
     s.sessionId,
     s.status,
     s.kind == 'ipython' and ' notebook' or '',
     describe_age(now_ms() - s.snapshotTimestampMs),
     plural(s.messageCount, 'message'),
-    s.costUsd,
+    M.format_cost(s.costUsd),
     s.notebook ~= nil and s.notebook ~= vim.NIL and s.notebook or s.projectDir
-  )
+  ))
 end
 
---- The question asked for an interrupted session.
+--- The question asked for an interrupted session, printable.
 function M.question(s)
   local what
   if s.kind == 'ipython' then
@@ -169,13 +284,13 @@ function M.question(s)
   else
     what = string.format('OpenDev session %s (%s)', s.sessionId, basename(s.projectDir))
   end
-  return string.format(
-    '%s was interrupted %s ago: %s, $%.2f. Recover it?',
+  return M.printable(string.format(
+    '%s was interrupted %s ago: %s, %s. Recover it?',
     what,
     describe_age(now_ms() - s.snapshotTimestampMs),
     plural(s.messageCount, 'message'),
-    s.costUsd
-  )
+    M.format_cost(s.costUsd)
+  ))
 end
 
 local function durations(text)
@@ -651,7 +766,7 @@ handlers['$/progress'] = function(err, params, ctx, config)
     if v.percentage then
       text = string.format('%s (%d%%)', text, v.percentage)
     end
-    vim.api.nvim_echo({ { 'OpenDev cleanup: ' .. text } }, false, {})
+    vim.api.nvim_echo({ { M.printable('OpenDev cleanup: ' .. text) } }, false, {})
     return vim.NIL
   end
   return vim.lsp.handlers['$/progress'](err, params, ctx, config)
@@ -770,7 +885,7 @@ function M.sessions(all)
           pcall(vim.cmd, 'redraw')
           vim.ui.select(
             { 'Recover', 'Discard' },
-            { prompt = 'Session ' .. session.sessionId, kind = 'opendev_snapshot.action' },
+            { prompt = M.printable('Session ' .. session.sessionId), kind = 'opendev_snapshot.action' },
             function(action)
               act(client, session, action)
             end
@@ -793,12 +908,13 @@ end
 
 local function format_trash_entry(e)
   local s = type(e.snapshot) == 'table' and e.snapshot or {}
-  return string.format(
-    '%s  discarded %s ago  %s',
+  return M.printable(string.format(
+    '%s  discarded %s ago%s  %s',
     e.sessionId,
     describe_age(now_ms() - (e.removedAtMs or now_ms())),
+    type(s.costUsd) == 'number' and (', ' .. M.format_cost(s.costUsd)) or '',
     s.projectDir or ''
-  )
+  ))
 end
 
 --- :OpenDevTrash: pick a discarded session and restore it.
@@ -918,12 +1034,12 @@ function M.cleanup(age, force)
         return
       end
       vim.ui.select({ 'Remove', 'Cancel' }, {
-        prompt = string.format(
+        prompt = M.printable(string.format(
           'Move %d snapshot(s) older than %s to the trash? %s',
           preview.removedCount,
           text,
           table.concat(preview.sessionIds, ', ')
-        ),
+        )),
         kind = 'opendev_snapshot.confirm',
       }, function(choice)
         if choice == 'Remove' then
