@@ -230,3 +230,62 @@ def test_format_cost_and_printable_match_the_shared_cases(tmp_path):
     assert text_mismatches(result["cost"], result["printable"]) == []
     assert result["raw_byte"] == "bad\\udcffname"  # as core.text shows the same name read with surrogateescape
     assert result["none"] == ["", "$?"]
+
+
+@pytest.mark.parametrize("front_end", ["eglot", "lsp-mode"])
+def test_hostile_snapshot_text_is_shown_escaped(tmp_path, front_end):
+    """A project whose name holds an OSC 52 write, a bidi override (which Emacs
+    would obey, reordering the line), a C1 CSI, a newline and a link; a
+    notebook path and a holder's host like it: every message, warning,
+    question, candidate and help buffer shows them as escapes, never raw,
+    and money as everywhere else. (The user's answers: Discard, Recover.)"""
+    from editors.support import (
+        H_AGENT, H_COSTS_SHOWN, H_HELD, H_NOTEBOOK, HOSTILE_DIR, HOSTILE_HOST, make_hostile, raw_controls,
+    )  # fmt: skip
+    from opendev_snapshot.core.text import printable
+
+    emacs = require("emacs")
+    h = make_hostile(tmp_path)
+    try:
+        init = tmp_path / "init.el"
+        init.write_text(PACKAGES + SETTINGS + user_config("emacs-setup" if front_end == "eglot" else "emacs-lsp-setup", "elisp"))
+        result_file = tmp_path / "emacs-result.json"
+        config = {
+            "scenario": "hostile",
+            "result": str(result_file),
+            "front_end": front_end,
+            "answers": {H_AGENT: "Discard", H_NOTEBOOK: "Recover"},
+            "ids": {"agent": H_AGENT, "notebook": H_NOTEBOOK, "held": H_HELD},
+            "files": {"agent": str(h.files[H_AGENT])},
+        }
+        home = tmp_path / "home"
+        home.mkdir()
+        env = emacs_env(home, h.path_env(), OPENDEV_SNAPSHOT_DIR=h.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
+        proc = run([emacs, "--batch", "-l", str(init), "-l", str(DRIVER)], env=env, cwd=h.project)
+        result = json.loads(result_file.read_text()) if result_file.exists() else {}
+        assert proc.returncode == 0 and "error" not in result, (
+            f"emacs failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr[-4000:]}\n{result}"
+        )
+    finally:
+        h.stop()
+
+    # ours: eglot's own "[eglot] Connected! ... in project `NAME'" and lsp-mode's warnings show the name raw
+    ours = [m for m in result["messages"] + result["messages_buffer"].split("\n") if m.startswith("OpenDev")]
+    assert len(ours) >= 5, ours
+    shown = ours + result["our_warnings"] + result["shown"] + result["notebook_help"].split("\n")  # a buffer: lines
+    assert raw_controls(shown) == [], "raw control characters reached the screen"
+    name = printable(HOSTILE_DIR)
+    assert f"OpenDev: 2 interrupted sessions in {name} (M-x opendev-snapshot-sessions)" in result["messages"]
+    questions = {a["id"]: a["prompt"] for a in result["asked"]}
+    assert name in questions[H_AGENT] and H_COSTS_SHOWN[H_AGENT] in questions[H_AGENT], questions
+    assert H_COSTS_SHOWN[H_NOTEBOOK] in questions[H_NOTEBOOK] and "\\u202ebnypi.ipynb" in questions[H_NOTEBOOK]
+    assert all(q.endswith("Recover it? (default Later): ") for q in questions.values()), questions
+    assert f"the notebook {h.project.parent}/{name}/nb \\u202ebnypi.ipynb" in result["notebook_help"]
+    refused = next(m for m in result["messages"] if f"{H_HELD} is running" in m)
+    assert printable(HOSTILE_HOST) in refused and "nothing was discarded" in refused
+    assert any(line.startswith(H_HELD + "  running") and line.endswith(name) for line in result["listed_all"])
+    assert any(line.startswith(H_AGENT + "  discarded") and "$1,234.50" in line and line.endswith(name)
+               for line in result["trash_listed"]), result["trash_listed"]  # fmt: skip
+    # Discard, then restore from the trash: the same bytes; nothing else touched
+    for sid in (H_AGENT, H_NOTEBOOK, H_HELD):
+        assert h.files[sid].read_bytes() == h.original[sid], sid

@@ -258,3 +258,58 @@ def test_format_cost_and_printable_match_the_shared_cases(tmp_path, which):
     assert text_mismatches(result["cost"], result["printable"]) == []
     assert result["raw_byte"] == "bad\\udcffname"  # as core.text shows the same name read with surrogateescape
     assert result["none"] == ["", "$?"]
+
+
+def test_hostile_snapshot_text_is_shown_escaped(tmp_path):
+    """A project whose name holds an OSC 52 write, a bidi override, a C1 CSI, a
+    newline and a link; a notebook path and a holder's host like it: every
+    notice, question and picker line shows them as escapes, never raw, and
+    money as everywhere else. (The user's answers: Discard, Recover.)"""
+    from editors.support import (
+        H_AGENT, H_COSTS_SHOWN, H_HELD, H_NOTEBOOK, HOSTILE_DIR, HOSTILE_HOST, make_hostile, raw_controls,
+    )  # fmt: skip
+    from opendev_snapshot.core.text import printable
+
+    h = make_hostile(tmp_path)
+    try:
+        result_file = tmp_path / "nvim-result.json"
+        config = {
+            "scenario": "hostile",
+            "result": str(result_file),
+            "answers_all": {H_AGENT: "Discard", H_NOTEBOOK: "Recover"},
+            "ids": {"agent": H_AGENT, "notebook": H_NOTEBOOK, "held": H_HELD},
+        }
+        home = tmp_path / "home"
+        home.mkdir()
+        env = clean_env(PATH=h.path_env(), OPENDEV_SNAPSHOT_DIR=h.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config),
+                        HOME=home, XDG_CONFIG_HOME=home / ".config", XDG_DATA_HOME=home / ".local/share",
+                        XDG_STATE_HOME=home / ".local/state")  # fmt: skip
+        cmd = [require("nvim"), "--headless", "-n", "-i", "NONE", "--cmd", f"luafile {DRIVER}", "-u", str(user_init(tmp_path)), "main.py"]
+        proc = run(cmd, env=env, cwd=h.project)
+        result = json.loads(result_file.read_text()) if result_file.exists() else {}
+        assert proc.returncode == 0 and "error" not in result, f"nvim failed: {result.get('error')}\n{proc.stderr}\n{result}"
+    finally:
+        h.stop()
+
+    shown = result["notices"] + [result["messages"]]
+    for select in result["selects"]:
+        shown += [select["prompt"], *select["items"]]
+    assert raw_controls(shown) == [], "raw control characters reached the screen"
+    name = printable(HOSTILE_DIR)
+    # the notice on open names the project as escapes, on one line (cut to fit: no Press ENTER)
+    full = f"OpenDev: 2 interrupted sessions in {name} (:OpenDevSessions)"
+    assert any(len(n) > 40 and full.startswith(n.removesuffix("\u2026")) for n in result["notices"]), result["notices"]
+    questions = {a["id"]: a["prompt"] for a in result["asked"]}
+    assert name in questions[H_AGENT] and H_COSTS_SHOWN[H_AGENT] in questions[H_AGENT], questions
+    assert H_COSTS_SHOWN[H_NOTEBOOK] in questions[H_NOTEBOOK] and "\\u202ebnypi.ipynb" in questions[H_NOTEBOOK]
+    notebook = next(n for n in result["notices"] if f"%opendev recover {H_NOTEBOOK}" in n)
+    assert f"{name}/nb \\u202ebnypi.ipynb" in notebook
+    refused = next(n for n in result["notices"] if f"{H_HELD} is running" in n)
+    assert printable(HOSTILE_HOST) in refused and "nothing was discarded" in refused
+    listed = next(s["items"] for s in result["selects"] if s["prompt"] == "OpenDev sessions")
+    assert any(line.startswith(H_HELD + "  running") and line.endswith(name) for line in listed), listed
+    assert any(line.startswith(H_AGENT + "  discarded") and "$1,234.50" in line and line.endswith(name)
+               for line in result["trash_listed"]), result["trash_listed"]  # fmt: skip
+    # nothing but the Discard happened to the files
+    assert not h.files[H_AGENT].exists()
+    assert h.files[H_NOTEBOOK].read_bytes() == h.original[H_NOTEBOOK] and h.files[H_HELD].read_bytes() == h.original[H_HELD]

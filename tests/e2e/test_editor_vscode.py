@@ -118,7 +118,7 @@ def host(config: dict, *, path_env: str, cwd: Path) -> dict:
     env = clean_env(PATH=path_env)
     proc = run([require("node"), str(HOST), json.dumps(config)], env=env, cwd=cwd, timeout=240)
     assert proc.returncode == 0, f"the extension host failed:\n{proc.stderr[-6000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().split("\n")[-1])  # not splitlines: it splits at U+2028 and \x85 too
 
 
 def test_manifest_declares_settings_commands_and_activation():
@@ -344,3 +344,52 @@ console.log(JSON.stringify({
 
 # VS Code's own parser of links in notification text (src/vs/base/common/linkedText.ts)
 VSCODE_LINK = re.compile(r"\[([^\]]+)\]\(((?:https?://|command:|file:)[^)\s]+)(?: ([\"'])(.+?)(\3))?\)", re.I)
+
+
+def test_hostile_snapshot_text_is_shown_escaped(unpacked, tmp_path):
+    """A project whose name holds an OSC 52 write, a bidi override, a C1 CSI, a
+    newline and a ``[Undo](command:...)`` link; a notebook path and a holder's
+    host like it: every notification, quick pick, status bar text and output
+    line shows them as escapes, no notification holds a link VS Code would
+    render, and money is shown as everywhere else. (The user's answers:
+    Discard, Recover.)"""
+    from editors.support import (
+        H_AGENT, H_COSTS_SHOWN, H_HELD, H_NOTEBOOK, HOSTILE_DIR, HOSTILE_HOST, make_hostile, raw_controls,
+    )  # fmt: skip
+    from opendev_snapshot.core.text import printable
+
+    h = make_hostile(tmp_path)
+    try:
+        python = bare_python()
+        config = {
+            "extensionDir": str(unpacked),
+            "workspaceFolder": str(h.project),
+            "settings": {"opendevSnapshot.snapshotDir": str(h.snapshot_dir)},
+            "python": {"path": python, "version": python_version(python)},
+            "scenario": "hostile",
+            "answers": {H_AGENT: "Discard", H_NOTEBOOK: "Recover"},
+            "ids": {"agent": H_AGENT, "notebook": H_NOTEBOOK, "held": H_HELD},
+        }
+        result = host(config, path_env=h.path_env(), cwd=h.project)
+    finally:
+        h.stop()
+
+    msgs = [m["message"] for m in result["messages"]]
+    picks = [t for q in result["quickPicks"] for t in [q["title"] or "", *q["labels"], *q["descriptions"], *q["details"]]]
+    status = [result["statusItem"]["text"], result["statusItem"]["tooltip"]]
+    assert raw_controls(msgs + picks + status + result["outputLines"]) == [], "raw control characters reached the screen"
+    assert [m for m in msgs if VSCODE_LINK.search(m)] == [], "a notification holds a link VS Code would render"
+    name = printable(HOSTILE_DIR).replace("](", "]\\x28")
+    questions = {q["message"].split()[2]: q["message"] for q in result["messages"] if q["items"] == ["Recover", "Discard", "Later"]}
+    assert name in questions[H_AGENT] and H_COSTS_SHOWN[H_AGENT] in questions[H_AGENT], questions
+    assert H_COSTS_SHOWN[H_NOTEBOOK] in questions[H_NOTEBOOK] and "\\u202ebnypi.ipynb" in questions[H_NOTEBOOK]
+    refused = next(m for m in msgs if f"{H_HELD} is running" in m)
+    assert printable(HOSTILE_HOST) in refused and "nothing was discarded" in refused
+    (listed,) = [q for q in result["quickPicks"] if q["title"] == "OpenDev: incomplete sessions"]
+    row = listed["labels"].index(H_HELD)
+    assert listed["details"][row].startswith(printable(str(h.project)) + " · 4 messages · $0.05"), listed
+    (trash,) = [q for q in result["quickPicks"] if q["title"] == "OpenDev: restore a discarded session"]
+    assert trash["details"][trash["labels"].index(H_AGENT)] == printable(str(h.project)) + " · $1,234.50", trash
+    # Discard, then restore: the same bytes; nothing else touched
+    for sid in (H_AGENT, H_NOTEBOOK, H_HELD):
+        assert h.files[sid].read_bytes() == h.original[sid], sid

@@ -25,20 +25,25 @@
 (defvar drv-messages nil)
 (defvar drv-warnings nil)
 (defvar drv-minibuffer-busy nil "Non-nil: pretend a minibuffer is in use.")
+(defvar drv-shown nil "Every minibuffer prompt and candidate shown, most recent first.")
 
 (defun drv-put (key value) (setf (alist-get key drv-result) value))
 
 (advice-add 'message :before
             (lambda (fmt &rest args)
               (when fmt (push (apply #'format-message fmt args) drv-messages))))
+(defvar drv-our-warnings nil "The warnings of type `opendev-snapshot'.")
 (advice-add 'display-warning :before
-            (lambda (_type message &rest _) (push message drv-warnings)))
+            (lambda (type message &rest _)
+              (push message drv-warnings)
+              (when (eq type 'opendev-snapshot) (push message drv-our-warnings))))
 (advice-add 'minibuffer-depth :filter-return
             (lambda (depth) (if drv-minibuffer-busy (max depth 1) depth)))
 
 (defun drv-completing-read (prompt collection &optional _pred _req initial _hist def &rest _)
   (let ((names (mapcar (lambda (c) (if (consp c) (car c) c)) (all-completions "" collection)))
         (def (if (consp def) (car def) def)))
+    (setq drv-shown (append (reverse names) (list prompt) drv-shown))
     (if (string-match "session \\([[:alnum:]_.-]+\\) (" prompt)
         ;; a question about an interrupted session
         (let* ((id (match-string 1 prompt))
@@ -87,13 +92,15 @@
 
 (defun drv-start ()
   "Open a project file and start the front end as the user would."
-  (find-file (expand-file-name "main.py" (drv-get 'project)))
+  ;; Emacs runs in the project directory (whose name may not survive an
+  ;; environment variable): default-directory is the project
+  (find-file (expand-file-name "main.py"))
   (pcase (drv-get 'front_end)
     ("eglot" (call-interactively #'eglot))
     ("lsp-mode"
      ;; the project is one lsp-mode knows (else it asks where the root is)
      (require (quote lsp-mode))
-     (lsp-workspace-folders-add (drv-get 'project))
+     (lsp-workspace-folders-add (directory-file-name default-directory))
      (call-interactively #'lsp))))
 
 (defun drv-idle ()
@@ -187,12 +194,43 @@
          (drv-wait "lsp-mode to stop the server" (lambda () (not (lsp-find-workspace 'opendev-snapshot nil))))
          (drv-put 'server_alive_after_shutdown :json-false))))))
 
+;; The hostile project: questions on open (Discard the agent session,
+;; Recover the notebook's), every project's sessions, Discard of the held
+;; one (refused, naming its host), the trash.  What was shown: messages,
+;; warnings, minibuffer prompts and candidates, the notebook's help buffer.
+(defun drv-hostile ()
+  (let ((ids (drv-get 'ids)) (files (drv-get 'files)))
+    (drv-start)
+    (drv-wait-not-asking "two queued questions"
+                         (lambda () (and (drv-queued-p (alist-get 'agent ids)) (drv-queued-p (alist-get 'notebook ids)))))
+    (drv-idle)
+    (drv-wait "two questions" (lambda () (>= (length drv-asked) 2)))
+    (drv-wait "the discard message" (lambda () (drv-message (format "discarded %s" (alist-get 'agent ids)))))
+    (drv-wait "the notebook recover" (lambda () (get-buffer (format "*OpenDev recover %s*" (alist-get 'notebook ids)))))
+    (drv-put 'notebook_help (with-current-buffer (format "*OpenDev recover %s*" (alist-get 'notebook ids)) (buffer-string)))
+    (setq drv-picks (list (drv-pick-session (alist-get 'held ids) 'listed_all) (lambda (&rest _) "Discard")))
+    (let ((current-prefix-arg '(4))) (call-interactively #'opendev-snapshot-sessions))
+    (drv-wait "the running refusal" (lambda () (drv-message (format "%s is running (" (alist-get 'held ids)))))
+    (setq drv-picks (list (lambda (_prompt names def) (drv-put 'trash_listed names) def)))
+    (call-interactively #'opendev-snapshot-restore)
+    (drv-wait "the restored file" (lambda () (file-exists-p (alist-get 'agent files))))
+    (drv-put 'mode_line (substring-no-properties (opendev-snapshot-mode-line-string)))
+    (drv-put 'asked (reverse drv-asked))
+    (drv-put 'shown (reverse drv-shown))
+    (drv-put 'messages (reverse drv-messages))
+    (drv-put 'warnings (reverse drv-warnings))
+    (drv-put 'our_warnings (vconcat (reverse drv-our-warnings)))
+    (drv-put 'messages_buffer (with-current-buffer (messages-buffer) (buffer-string)))))
+
 (defun drv-write ()
-  (with-temp-file (drv-get 'result)
-    (insert (json-encode drv-result))))
+  (let ((coding-system-for-write 'utf-8))
+    (with-temp-file (drv-get 'result)
+      (insert (json-encode drv-result)))))
 
 (condition-case err
-    (progn (drv-scenario) (drv-write) (kill-emacs 0))
+    (progn (if (equal (drv-get 'scenario) "hostile") (drv-hostile) (drv-scenario))
+           (drv-write)
+           (kill-emacs 0))
   (error
    (drv-put 'error (error-message-string err))
    (drv-put 'messages (reverse drv-messages))

@@ -8,7 +8,7 @@
 -- Results go to a JSON file; any failure writes {error = ...} and exits non-zero.
 local uv = vim.uv or vim.loop
 local cfg = vim.fn.json_decode(os.getenv('OPENDEV_TEST_CONFIG'))
-local R = { notices = {}, asked = {}, steps = {} }
+local R = { notices = {}, asked = {}, steps = {}, selects = {} }
 local picks = {}
 
 vim.notify = function(msg)
@@ -24,6 +24,12 @@ local function id_in(text)
 end
 
 vim.ui.select = function(items, opts, on_choice)
+  -- what a picker would show: the prompt and each item as formatted
+  local shown = {}
+  for _, item in ipairs(items) do
+    table.insert(shown, opts.format_item and opts.format_item(item) or tostring(item))
+  end
+  table.insert(R.selects, { prompt = opts.prompt, items = shown })
   if opts.kind == 'opendev_snapshot.prompt' then
     local id = id_in(opts.prompt)
     local answer = id and cfg.answers_all[id] or nil
@@ -329,9 +335,47 @@ local function scenario()
   R.started_with = od.state.started_with
 end
 
+-- ---------------------------------------------------------------- the hostile project
+-- Questions on open (Discard the agent session, Recover the notebook's),
+-- every project's sessions, Discard of the held one (refused, naming its
+-- host), the trash. What was shown is in R.notices and R.selects.
+local function hostile()
+  local I = cfg.ids
+  wait('two questions', function()
+    return #R.asked >= 2
+  end)
+  wait('the discard notice', function()
+    return noticed('discarded ' .. I.agent) ~= nil
+  end)
+  wait('the notebook recover notice', function()
+    return noticed('%opendev recover ' .. I.notebook) ~= nil
+  end)
+  table.insert(picks, pick_session(I.held, 'listed_all'))
+  table.insert(picks, function()
+    return 'Discard'
+  end)
+  vim.cmd('OpenDevSessions!')
+  wait('the running-session refusal', function()
+    return noticed(I.held .. ' is running') ~= nil
+  end)
+  table.insert(picks, function(items, opts)
+    R.trash_listed = {}
+    for _, e in ipairs(items) do
+      table.insert(R.trash_listed, opts.format_item(e))
+    end
+    return nil
+  end)
+  vim.cmd('OpenDevTrash')
+  wait('the trash picker', function()
+    return R.trash_listed ~= nil
+  end)
+  R.statusline_end = require('opendev_snapshot').statusline()
+  R.messages = vim.fn.execute('messages')
+end
+
 local function run()
   co = coroutine.create(function()
-    local ok, err = xpcall(scenario, debug.traceback)
+    local ok, err = xpcall(cfg.scenario == 'hostile' and hostile or scenario, debug.traceback)
     if not ok then
       fail(err)
       return

@@ -266,7 +266,7 @@ def run(cmd: list, *, env: dict, cwd: Path, timeout: float = EDITOR_TIMEOUT) -> 
 # Its sessions carry such text in every field an editor shows: the project
 # path, a notebook path, and the host a live holder's lock file names.
 
-HOSTILE_LINK = "[Undo](command:workbench.action.terminal.sendSequence?%7B%22text%22%3A%22x%22%7D)"
+HOSTILE_LINK = "[Undo](command:workbench.action.quit)"  # no "%": eglot 1.9 does not escape one in a root URI
 HOSTILE_DIR = f"proj \x1b]52;c;cm0gLXJmIH4=\x07 \u202eevil\x9b2J {HOSTILE_LINK}\nend"
 HOSTILE_HOST = "box\x1b[2J\u202e\x85"
 HOSTILE_NOTEBOOK = "nb \u202ebnypi.ipynb"

@@ -202,7 +202,13 @@ const api = {
       const list = await items;
       const pick = picks.shift();
       if (!pick) throw new Error('unexpected quick pick: ' + JSON.stringify(options));
-      R.quickPicks.push({ title: options && options.title, labels: list.map((i) => (typeof i === 'string' ? i : i.label)) });
+      R.quickPicks.push({
+        title: options && options.title,
+        placeHolder: options && options.placeHolder,
+        labels: list.map((i) => (typeof i === 'string' ? i : i.label)),
+        descriptions: list.map((i) => (typeof i === 'string' ? '' : i.description || '')),
+        details: list.map((i) => (typeof i === 'string' ? '' : i.detail || '')),
+      });
       return pick(list, options);
     },
     showInputBox: async (options) => {
@@ -339,6 +345,25 @@ async function full() {
   R.maxPendingQuestions = maxPendingQuestions;
 }
 
+// The hostile project: questions on open (Discard the agent session, Recover
+// the notebook's), "Show interrupted sessions" and Discard of the held one
+// (refused, naming its host), "Restore a discarded session". What was shown
+// is in R.messages, R.quickPicks, R.statusItem and R.outputLines.
+async function hostile() {
+  const I = config.ids;
+  await until('two questions', () => R.messages.filter((m) => m.items.join() === 'Recover,Discard,Later').length >= 2);
+  await until('the discard message', () => message('info', `discarded ${I.agent}`));
+  await until('the notebook message', () => message('info', `${I.notebook} was the kernel of`));
+  await until('the copied recover command', () => clipboard !== '');
+  picks.push(pickLabel(I.held), pickLabel('Discard'));
+  await vscode.commands.executeCommand('opendevSnapshot.showSessions');
+  await until('the running refusal', () => message('warning', `${I.held} is running (`));
+  picks.push(pickLabel(I.agent));
+  await vscode.commands.executeCommand('opendevSnapshot.restore');
+  await until('the restore', () => message('info', `restored ${I.agent}`));
+  R.clipboard = clipboard;
+}
+
 async function main() {
   const pkg = JSON.parse(fs.readFileSync(path.join(config.extensionDir, 'package.json'), 'utf8'));
   const ext = require(path.join(config.extensionDir, pkg.main));
@@ -346,6 +371,8 @@ async function main() {
   await ext.activate(context);
   if (config.scenario === 'full') {
     await full();
+  } else if (config.scenario === 'hostile') {
+    await hostile();
   } else {
     await handshake();
   }
