@@ -170,7 +170,7 @@ function fixed2(x: number): string {
   if (x >= 1e21) {
     return `${BigInt(x)}.00`; // an integer (beyond 2**53 every double is)
   }
-  // every double >= 0.01 has at most 60 decimals: toFixed(100) is its exact value
+  // a double >= 0.01 has at most 59 decimals: toFixed(100) is its exact value
   const [whole, decimals] = x.toFixed(100).split('.');
   let cents = BigInt(whole + decimals.slice(0, 2));
   const rest = decimals.slice(2);

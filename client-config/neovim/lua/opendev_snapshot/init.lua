@@ -198,7 +198,8 @@ local function notice(msg, level)
   msg = M.printable('OpenDev: ' .. msg)
   local room = (vim.v.echospace or 80) - 1
   if vim.fn.strdisplaywidth(msg) > room and room > 10 then
-    msg = vim.fn.strcharpart(msg, 0, room - 1) .. '…'
+    -- (never half an escape: "\u20…" would read as something else)
+    msg = vim.fn.strcharpart(msg, 0, room - 1):gsub('\\[xu]?%x*$', '') .. '…'
   end
   vim.notify(msg, level or vim.log.levels.INFO)
 end
