@@ -167,6 +167,17 @@ def test_restore_refuses_when_the_id_exists_again_or_is_not_in_the_trash(store):
         store.restore("other")
 
 
+def test_removals_in_one_instant_keep_their_order(store, monkeypatch):
+    # A frozen clock: every removal lands in the same millisecond (and
+    # nanosecond); the trash must still know which came last.
+    monkeypatch.setattr("opendev_snapshot.core.trash.time.time_ns", lambda: 1_800_000_000_000_000_000)
+    for count in range(1, 13):
+        store.save(rec("s", message_count=count))
+        store.remove("s")
+    assert [e["snapshot"]["message_count"] for e in store.list_trash()] == list(range(12, 0, -1))
+    assert store.restore("s")["message_count"] == 12
+
+
 def test_restore_takes_the_newest_entry_and_list_is_newest_first(store):
     for count in (1, 2, 3):
         store.save(rec("s", message_count=count))

@@ -2,7 +2,7 @@
 
 The trash is a directory (mode 0700) inside the snapshot directory; its
 name starts with ``.`` so neither we nor the seed list it. One removal is
-one *entry*: the moved file, named ``{removed_ms:013d}-{random}@{name}``
+one *entry*: the moved file, named ``{removed_ms:013d}-{ns:06d}{random}@{name}``
 (``name`` is what it was called in the directory), and for a session the
 lock file's text beside it, ``{same prefix}.holder``.
 
@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import threading
+import time
 from dataclasses import dataclass
 
 from .durable import fsync_dir
 from .errors import StorageError
 from .forksafe import close_tracked, open_tracked
 from .paths import SNAPSHOT_SUFFIX
-from .records import now_ms
 
 TRASH_NAME = ".trash"
 HOLDER_SUFFIX = ".holder"
@@ -40,7 +41,7 @@ _NAME_MAX = 255
 class Entry:
     """One removal in the trash."""
 
-    prefix: str  # "{removed_ms:013d}-{random}"
+    prefix: str  # "{removed_ms:013d}-{ns within the ms:06d}{random}"
     removed_at_ms: int
     name: str  # the name it had in the snapshot directory
     path: str  # where it is now
@@ -101,13 +102,29 @@ def entry_name(prefix: str, name: str) -> str:
     return full
 
 
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def _stamp() -> int:
+    """Nanoseconds since the epoch, strictly increasing in this process, so
+    two removals in one millisecond still sort in the order they happened
+    (removals of one session by two processes are serialised by its update
+    lock, so the clock orders those)."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.time_ns(), _last_stamp + 1)
+        return _last_stamp
+
+
 def put(directory: str, name: str, *, lock_text: bytes | None = None, sync: bool = True) -> Entry:
     """Move ``directory/name`` (as it is: never followed or opened unless a
     regular file) into the trash, with ``lock_text`` beside it; durable
     (``sync=False``: the caller fsyncs both directories before it returns)."""
     tdir = ensure(directory)
-    removed = now_ms()
-    prefix = f"{removed:013d}-{os.urandom(8).hex()}"
+    stamp = _stamp()
+    removed = stamp // 1_000_000
+    prefix = f"{removed:013d}-{stamp % 1_000_000:06d}{os.urandom(5).hex()}"
     lock_path = None
     if lock_text is not None:
         lock_path = os.path.join(tdir, prefix + HOLDER_SUFFIX)
