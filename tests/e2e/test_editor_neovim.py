@@ -138,6 +138,10 @@ def _run(nvim: str, tmp_path: Path, s) -> dict:
     # Recover with `opendev` missing: exact guidance, snapshot kept, no terminal.
     assert "`opendev` is not installed" in result["guidance"] and "resume_command" in result["guidance"]
     assert "snapshot is kept" in result["guidance"]
+    # the setting to write is a line of its own (a wrapped line cut it in two)
+    setting = "    require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' })"
+    assert setting in result["guidance"].split("\n"), result["guidance"]
+    assert f"    %opendev recover {NOTEBOOK_ID}" in result["notebook_notice"].split("\n"), result["notebook_notice"]
     assert result["terminals_after_prompts"] == []
     # The notebook session: the recover command, in the unnamed register, and where the notebook is.
     assert result["register"] == f"%opendev recover {NOTEBOOK_ID}"

@@ -213,6 +213,16 @@ end
 -- (the server's reply) before it is asked anyway.
 local OUTCOME_WAIT_MS = 3000
 
+-- A notice of several lines (each made printable): it opens a "Press
+-- ENTER" prompt, so only for what the user must read before going on.
+local function notify_lines(lines, level)
+  local shown = {}
+  for _, line in ipairs(lines) do
+    table.insert(shown, M.printable(line))
+  end
+  vim.notify(table.concat(shown, '\n'), level or vim.log.levels.INFO)
+end
+
 -- Keep `text` (printable) for the top of the next question, if one waits.
 local function keep_outcome(text)
   M.state.outcome = #M.state.queue > 0 and text or nil
@@ -511,14 +521,11 @@ local function recover_notebook(session)
   end
   local pasted = #filled > 0 and (' (in register ' .. table.concat(filled, ' and ') .. ': p pastes it)') or ''
   -- three lines, the command on its own: a wrapped line would cut it in two
-  vim.notify(
-    table.concat({
-      M.printable(string.format('OpenDev: %s was the kernel of %s.', session.sessionId, where)),
-      'To get its code back, run this in a new kernel there' .. pasted .. ':',
-      '    ' .. M.printable(text),
-    }, '\n'),
-    vim.log.levels.WARN
-  )
+  notify_lines({
+    string.format('OpenDev: %s was the kernel of %s.', session.sessionId, where),
+    'To get its code back, run this in a new kernel there' .. pasted .. ':',
+    '    ' .. text,
+  }, vim.log.levels.WARN)
   keep_outcome(M.printable(string.format('OpenDev: run %s in a new kernel of %s%s', text, short, pasted)))
   return text
 end
@@ -532,17 +539,17 @@ function M.recover(session)
   local line = M.resume_command_line(session)
   local program = M.command_program(line)
   if not program or vim.fn.executable(program) ~= 1 then
-    outcome(
-      string.format(
-        'cannot resume %s: `%s` is not installed (not found on PATH). Install the OpenDev agent, '
-          .. "or set resume_command in require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' }). "
-          .. 'The snapshot is kept.',
-        session.sessionId,
-        program or line
-      ),
-      vim.log.levels.ERROR,
-      string.format('cannot resume %s: `%s` is not installed; the snapshot is kept (:messages says how to fix it)', session.sessionId, program or line)
-    )
+    -- lines of their own: a wrapped line would cut the setting in two
+    notify_lines({
+      string.format('OpenDev: cannot resume %s: `%s` is not installed (not found on PATH). The snapshot is kept.', session.sessionId, program or line),
+      'Install the OpenDev agent, or set resume_command:',
+      "    require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' })",
+    }, vim.log.levels.ERROR)
+    keep_outcome(M.printable(string.format(
+      'OpenDev: cannot resume %s: `%s` is not installed; the snapshot is kept (:messages says how to fix it)',
+      session.sessionId,
+      program or line
+    )))
     return nil
   end
   table.insert(M.state.recovered, session.sessionId)
