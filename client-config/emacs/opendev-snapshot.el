@@ -486,8 +486,10 @@ The next question starts with it too, since its minibuffer hides the echo area."
       (princ "(it is in the kill ring: C-y pastes it):\n\n")
       (princ (format "    %s\n\n" command))
       (princ "It puts the source of every cell the dead kernel ran into the next cell.\n"))
-    (opendev-snapshot--outcome "OpenDev: %s was a notebook kernel (%s): run %s there (in the kill ring: C-y)"
-                               id (or notebook (plist-get session :projectDir)) command)
+    ;; short, to fit the echo area: the help buffer has the full path
+    (opendev-snapshot--outcome "OpenDev: %s was the kernel of %s: run %s in a new kernel there (C-y pastes it)"
+                               id (if notebook (file-name-nondirectory notebook) "IPython")
+                               command)
     command))
 
 (defun opendev-snapshot-recover (session)

@@ -145,7 +145,7 @@ def _scenario(emacs, tmp_path, s, front_end):
     assert prompts[0].startswith("OpenDev session " + RECOVER_ID), prompts
     assert prompts[1].startswith(f"OpenDev: cannot resume {RECOVER_ID}: `opendev' is not installed; the snapshot is kept"), prompts
     assert prompts[2].startswith(f"OpenDev: discarded {DISCARD_ID} (moved to the trash); undo: M-x opendev-snapshot-restore\n"), prompts
-    assert prompts[3].startswith(f"OpenDev: {NOTEBOOK_ID} was a notebook kernel") and f"run %opendev recover {NOTEBOOK_ID}" in prompts[3]
+    assert prompts[3].startswith(f"OpenDev: {NOTEBOOK_ID} was the kernel of {NOTEBOOK_NAME}: run %opendev recover {NOTEBOOK_ID} "), prompts
     assert prompts[4].startswith("OpenDev session " + DIES_ID), prompts
     assert all(p.count("\n") == (1 if i in (1, 2, 3) else 0) for i, p in enumerate(prompts)), prompts
     said_before = result["messages"][: asked[2]["messages_before"]]
