@@ -544,7 +544,7 @@ function M.recover(session)
       string.format('OpenDev: cannot resume %s: `%s` is not installed (not found on PATH). The snapshot is kept.', session.sessionId, program or line),
       'Install the OpenDev agent, or set resume_command:',
       "    require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' })",
-    }, vim.log.levels.ERROR)
+    }, vim.log.levels.WARN) -- (0.7's ERROR notify shows the last of several lines only after Press ENTER)
     keep_outcome(M.printable(string.format(
       'OpenDev: cannot resume %s: `%s` is not installed; the snapshot is kept (:messages says how to fix it)',
       session.sessionId,
