@@ -713,7 +713,8 @@ With a prefix argument ALL, list the sessions of every project."
         (opendev-snapshot--message "OpenDev: no incomplete sessions")
       (let* ((choices (mapcar (lambda (s) (cons (opendev-snapshot-describe s) s)) sessions))
              (session (cdr (assoc (completing-read "OpenDev session: " choices nil t) choices)))
-             (action (completing-read (format "Session %s: " (plist-get session :sessionId))
+             (action (completing-read (opendev-snapshot-printable
+                                       (format "Session %s: Recover or Discard? " (plist-get session :sessionId)))
                                       '("Recover" "Discard") nil t)))
         (opendev-snapshot--act connection session action)))))
 
@@ -781,7 +782,7 @@ Interactively, pick from the trash; RET takes the session discarded last."
   "Move snapshots older than AGE (90s, 30m, 12h, 7d) to the trash.
 Running sessions stay.
 Shows how many would go and asks first, unless FORCE (prefix argument)."
-  (interactive (list (read-string "Remove snapshots older than (90s, 30m, 12h, 7d): " nil nil "7d")
+  (interactive (list (read-string (format-prompt "Remove snapshots older than (90s, 30m, 12h, 7d)" "7d") nil nil "7d")
                      current-prefix-arg))
   (let ((ms (or (opendev-snapshot-parse-duration age)
                 (opendev-snapshot--user-error "OpenDev: not an age: %s (use 90s, 30m, 12h, 7d)" age)))

@@ -162,6 +162,9 @@ def _scenario(emacs, tmp_path, s, front_end):
     assert {RECOVER_ID, LATER_ID, RUNNING_ID, HELD_ID, NOTEBOOK_ID, DISCARD_ID} <= listed and OTHER_ID not in listed
     assert OTHER_ID in {n.split()[0] for n in result["listed_all"]}
     assert result["actions"] == ["Recover", "Discard"]
+    # the prompts say what to type, and what RET gives
+    assert result["action_prompt"] == f"Session {RECOVER_ID}: Recover or Discard? ", result["action_prompt"]
+    assert result["input_prompt"].endswith("(default 7d): "), result["input_prompt"]
     assert "7d" in result["confirm"] and OTHER_ID in result["confirm"]
     assert result["server_alive_after_shutdown"] is False
 

@@ -154,7 +154,7 @@
     (with-temp-file (drv-get 'fake_program) (insert (drv-get 'fake_program_text)))
     (set-file-modes (drv-get 'fake_program) #o755)
     (setq drv-picks (list (drv-pick-session (alist-get 'recover ids) 'listed)
-                          (lambda (_p names _d) (drv-put 'actions names) "Recover")))
+                          (lambda (p names _d) (drv-put 'actions names) (drv-put 'action_prompt p) "Recover")))
     (call-interactively #'opendev-snapshot-sessions)
     (drv-wait "the resume program to run" (lambda () (file-exists-p (drv-get 'fake_marker))))
     ;; 7. Discard of a running session: refused, and said so.
