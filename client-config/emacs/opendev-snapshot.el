@@ -114,6 +114,14 @@ Each is a plist (:id :prompt :answer).")
   "Connection -> its project root (a directory name).")
 (defvar opendev-snapshot--known (make-hash-table :test #'equal) "Session id -> latest Listing seen.")
 (defvar opendev-snapshot--counts (make-hash-table :test #'equal) "Project root -> interrupted sessions.")
+(defvar opendev-snapshot--outcome nil
+  "What the last answer did, said again at the top of the next question.
+The minibuffer of the next question would hide it in the echo area.")
+(defvar opendev-snapshot--awaiting nil
+  "`float-time' of an answer whose outcome has not arrived yet.
+The next question waits for it, for `opendev-snapshot--outcome-wait'
+seconds at most.")
+(defconst opendev-snapshot--outcome-wait 3.0)
 (defvar opendev-snapshot--last-discarded nil "The session id discarded last, the default of `opendev-snapshot-restore'.")
 
 (defvar-local opendev-snapshot-session nil
@@ -439,6 +447,18 @@ Else the empty string."
   "Show a problem the user must act on: in *Warnings*, which stays."
   (display-warning 'opendev-snapshot (opendev-snapshot-printable (apply #'format-message format-string args)) :error))
 
+(defun opendev-snapshot--keep-outcome (text)
+  "Keep TEXT (printable) for the top of the next question, if one waits."
+  (setq opendev-snapshot--outcome (and opendev-snapshot--queue text)
+        opendev-snapshot--awaiting nil))
+
+(defun opendev-snapshot--outcome (format-string &rest args)
+  "Say what an answer did (FORMAT-STRING with ARGS) in the echo area.
+The next question starts with it too, since its minibuffer hides the echo area."
+  (let ((text (opendev-snapshot-printable (apply #'format-message format-string args))))
+    (message "%s" text)
+    (opendev-snapshot--keep-outcome text)))
+
 (defun opendev-snapshot-open-terminal (session line)
   "Open a terminal running LINE, the resume command of SESSION."
   (let* ((id (plist-get session :sessionId))
@@ -466,8 +486,10 @@ Else the empty string."
       (princ "(it is in the kill ring: C-y pastes it):\n\n")
       (princ (format "    %s\n\n" command))
       (princ "It puts the source of every cell the dead kernel ran into the next cell.\n"))
-    (opendev-snapshot--message "OpenDev: %s was a notebook kernel (%s): run %s there (in the kill ring)"
-                               id (or notebook (plist-get session :projectDir)) command)
+    ;; short, to fit the echo area: the help buffer has the full path
+    (opendev-snapshot--outcome "OpenDev: %s was the kernel of %s: run %s in a new kernel there (C-y pastes it)"
+                               id (if notebook (file-name-nondirectory notebook) "IPython")
+                               command)
     command))
 
 (defun opendev-snapshot-recover (session)
@@ -483,8 +505,13 @@ Else the empty string."
               (opendev-snapshot--warn
                "Cannot resume %s: `%s' is not installed (not found on `exec-path').  Install the OpenDev agent, or set `opendev-snapshot-resume-command' (M-x customize-variable RET opendev-snapshot-resume-command), e.g. \"/path/to/opendev --resume ${sessionId}\".  The snapshot is kept."
                id (file-name-nondirectory (or program line)))
+              (opendev-snapshot--keep-outcome
+               (opendev-snapshot-printable
+                (format-message "OpenDev: cannot resume %s: `%s' is not installed; the snapshot is kept (*Warnings* says how to fix it)"
+                                id (file-name-nondirectory (or program line)))))
               nil)
           (push id opendev-snapshot-recovered)
+          (setq opendev-snapshot--awaiting nil) ; the terminal is the outcome
           (opendev-snapshot-open-terminal session line)
           line)))))
 
@@ -502,21 +529,23 @@ Or why nothing happened."
      (if (opendev-snapshot--true-p (plist-get result :removed))
          (progn
            (setq opendev-snapshot--last-discarded session-id)
-           (opendev-snapshot--message "OpenDev: discarded %s (moved to the trash); undo: M-x opendev-snapshot-restore" session-id))
-       (opendev-snapshot--message "OpenDev: %s was already gone" session-id))
+           (opendev-snapshot--outcome "OpenDev: discarded %s (moved to the trash); undo: M-x opendev-snapshot-restore" session-id))
+       (opendev-snapshot--outcome "OpenDev: %s was already gone" session-id))
      (opendev-snapshot--refresh-count connection))
    (lambda (err)
      (if (eql (plist-get err :code) -32003)
-         (opendev-snapshot--message "OpenDev: %s is running%s: nothing was discarded"
+         (opendev-snapshot--outcome "OpenDev: %s is running%s: nothing was discarded"
                                     session-id (opendev-snapshot--holder-text err))
-       (opendev-snapshot--message "OpenDev: discarding %s failed: %s" session-id (plist-get err :message)))
+       (opendev-snapshot--outcome "OpenDev: discarding %s failed: %s" session-id (plist-get err :message)))
      (opendev-snapshot--refresh-count connection))))
 
 (defun opendev-snapshot--act (connection session choice)
+  (when (member choice '("Recover" "Discard"))
+    (setq opendev-snapshot--awaiting (float-time))) ; the next question waits for what this does
   (pcase choice
     ("Recover" (opendev-snapshot--execute connection "opendev.snapshot.recover" (plist-get session :sessionId)
                                           #'ignore
-                                          (lambda (err) (opendev-snapshot--message "OpenDev: recover failed: %s" (plist-get err :message)))))
+                                          (lambda (err) (opendev-snapshot--outcome "OpenDev: recover failed: %s" (plist-get err :message)))))
     ("Discard" (opendev-snapshot--discard connection (plist-get session :sessionId)))))
 
 ;;; Questions
@@ -581,8 +610,11 @@ Or why nothing happened."
 (defun opendev-snapshot--ask (connection session)
   ;; the question is snapshot text: given as an argument, so that
   ;; `format-prompt' runs neither `format' nor `substitute-command-keys' on it
-  (let* ((prompt (format-prompt "%s" "Later" (opendev-snapshot-question session)))
+  ;; what the last answer did first: the minibuffer hides the echo area
+  (let* ((prompt (concat (if opendev-snapshot--outcome (concat opendev-snapshot--outcome "\n") "")
+                         (format-prompt "%s" "Later" (opendev-snapshot-question session))))
          (answer "Later"))
+    (setq opendev-snapshot--outcome nil)
     (setq opendev-snapshot--asking t)
     (unwind-protect
         (setq answer (or (with-local-quit
@@ -599,6 +631,9 @@ Run when the user is idle."
   (cond
    ((null opendev-snapshot--queue) (opendev-snapshot--stop-timer))
    ((opendev-snapshot--user-busy-p) nil)
+   ((and opendev-snapshot--awaiting
+         (< (- (float-time) opendev-snapshot--awaiting) opendev-snapshot--outcome-wait))
+    nil)                                ; what the last answer did comes first
    (t
     (let* ((item (pop opendev-snapshot--queue))
            (connection (car item)))
@@ -678,7 +713,8 @@ With a prefix argument ALL, list the sessions of every project."
         (opendev-snapshot--message "OpenDev: no incomplete sessions")
       (let* ((choices (mapcar (lambda (s) (cons (opendev-snapshot-describe s) s)) sessions))
              (session (cdr (assoc (completing-read "OpenDev session: " choices nil t) choices)))
-             (action (completing-read (format "Session %s: " (plist-get session :sessionId))
+             (action (completing-read (opendev-snapshot-printable
+                                       (format "Session %s: Recover or Discard? " (plist-get session :sessionId)))
                                       '("Recover" "Discard") nil t)))
         (opendev-snapshot--act connection session action)))))
 
@@ -746,7 +782,7 @@ Interactively, pick from the trash; RET takes the session discarded last."
   "Move snapshots older than AGE (90s, 30m, 12h, 7d) to the trash.
 Running sessions stay.
 Shows how many would go and asks first, unless FORCE (prefix argument)."
-  (interactive (list (read-string "Remove snapshots older than (90s, 30m, 12h, 7d): " nil nil "7d")
+  (interactive (list (read-string (format-prompt "Remove snapshots older than (90s, 30m, 12h, 7d)" "7d") nil nil "7d")
                      current-prefix-arg))
   (let ((ms (or (opendev-snapshot-parse-duration age)
                 (opendev-snapshot--user-error "OpenDev: not an age: %s (use 90s, 30m, 12h, 7d)" age)))

@@ -138,6 +138,18 @@ def _scenario(emacs, tmp_path, s, front_end):
     assert NOTEBOOK_NAME in result["notebook_help"] and "opendev --resume" not in result["notebook_help"]
     # Discard said how to undo; restore's default was the session discarded last.
     assert "M-x opendev-snapshot-restore" in result["discard_message"]
+    # What an answer did is said again at the top of the next question (its
+    # minibuffer hides the echo area), after it was said: the Undo hint
+    # above all; after Later, nothing.
+    prompts = [a["prompt"].replace("‘", "`").replace("’", "'") for a in asked[:5]]
+    assert prompts[0].startswith("OpenDev session " + RECOVER_ID), prompts
+    assert prompts[1].startswith(f"OpenDev: cannot resume {RECOVER_ID}: `opendev' is not installed; the snapshot is kept"), prompts
+    assert prompts[2].startswith(f"OpenDev: discarded {DISCARD_ID} (moved to the trash); undo: M-x opendev-snapshot-restore\n"), prompts
+    assert prompts[3].startswith(f"OpenDev: {NOTEBOOK_ID} was the kernel of {NOTEBOOK_NAME}: run %opendev recover {NOTEBOOK_ID} "), prompts
+    assert prompts[4].startswith("OpenDev session " + DIES_ID), prompts
+    assert all(p.count("\n") == (1 if i in (1, 2, 3) else 0) for i, p in enumerate(prompts)), prompts
+    said_before = result["messages"][: asked[2]["messages_before"]]
+    assert any(f"discarded {DISCARD_ID}" in m for m in said_before), said_before
     assert result["restore_default"].startswith(DISCARD_ID + "  ")
     # Recover once `opendev` exists: a terminal ran it in the project directory.
     assert marker.read_text().splitlines() == [f"--resume {RECOVER_ID}", str(s.project)]
@@ -150,6 +162,9 @@ def _scenario(emacs, tmp_path, s, front_end):
     assert {RECOVER_ID, LATER_ID, RUNNING_ID, HELD_ID, NOTEBOOK_ID, DISCARD_ID} <= listed and OTHER_ID not in listed
     assert OTHER_ID in {n.split()[0] for n in result["listed_all"]}
     assert result["actions"] == ["Recover", "Discard"]
+    # the prompts say what to type, and what RET gives
+    assert result["action_prompt"] == f"Session {RECOVER_ID}: Recover or Discard? ", result["action_prompt"]
+    assert result["input_prompt"].endswith("(default 7d): "), result["input_prompt"]
     assert "7d" in result["confirm"] and OTHER_ID in result["confirm"]
     assert result["server_alive_after_shutdown"] is False
 
@@ -272,7 +287,13 @@ def test_hostile_snapshot_text_is_shown_escaped(tmp_path, front_end):
     # ours: eglot's own "[eglot] Connected! ... in project `NAME'" and lsp-mode's warnings show the name raw
     ours = [m for m in result["messages"] + result["messages_buffer"].split("\n") if m.startswith("OpenDev")]
     assert len(ours) >= 5, ours
-    shown = ours + result["our_warnings"] + result["shown"] + result["notebook_help"].split("\n")  # a buffer: lines
+    # a question is one line, or two: what the last answer did, then the question
+    questions = {a["id"]: a["prompt"] for a in result["asked"]}
+    assert questions[H_AGENT].count("\n") == 0 and questions[H_NOTEBOOK].count("\n") == 1, questions
+    assert questions[H_NOTEBOOK].startswith(f"OpenDev: discarded {H_AGENT} (moved to the trash)"), questions
+    prompts = set(questions.values())
+    shown = [line for p in result["shown"] for line in (p.split("\n") if p in prompts else [p])]
+    shown += ours + result["our_warnings"] + result["notebook_help"].split("\n")  # a buffer: lines
     assert raw_controls(shown) == [], "raw control characters reached the screen"
     name = printable(HOSTILE_DIR)
     assert f"OpenDev: 2 interrupted sessions in {name} (M-x opendev-snapshot-sessions)" in result["messages"]

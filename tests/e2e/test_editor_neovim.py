@@ -138,12 +138,28 @@ def _run(nvim: str, tmp_path: Path, s) -> dict:
     # Recover with `opendev` missing: exact guidance, snapshot kept, no terminal.
     assert "`opendev` is not installed" in result["guidance"] and "resume_command" in result["guidance"]
     assert "snapshot is kept" in result["guidance"]
+    # the setting to write is a line of its own (a wrapped line cut it in two)
+    setting = "    require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' })"
+    assert setting in result["guidance"].split("\n"), result["guidance"]
+    assert f"    %opendev recover {NOTEBOOK_ID}" in result["notebook_notice"].split("\n"), result["notebook_notice"]
     assert result["terminals_after_prompts"] == []
     # The notebook session: the recover command, in the unnamed register, and where the notebook is.
     assert result["register"] == f"%opendev recover {NOTEBOOK_ID}"
     assert NOTEBOOK_NAME in result["notebook_notice"] and "opendev --resume" not in result["notebook_notice"]
     # Discard says how to undo; Undo brought it back byte-identical (checked below).
     assert f":OpenDevRestore {DISCARD_ID}" in result["discard_notice"]
+    # What an answer did is said again at the top of the next question, which
+    # would hide it otherwise (the Undo hint above all); after Later, nothing.
+    prompts = [a["prompt"] for a in result["asked"]]
+    assert prompts[0].startswith("OpenDev session " + RECOVER_ID), prompts
+    assert prompts[1].startswith(f"OpenDev: cannot resume {RECOVER_ID}: `opendev` is not installed"), prompts
+    assert "snapshot is kept" in prompts[1].split(DISCARD_ID)[0], prompts
+    assert prompts[2].startswith(f"OpenDev: discarded {DISCARD_ID} (moved to the trash). Undo: :OpenDevRestore {DISCARD_ID}  |  "), prompts
+    assert prompts[3].startswith(f"OpenDev: run %opendev recover {NOTEBOOK_ID} in a new kernel of {NOTEBOOK_NAME}"), prompts
+    assert prompts[4].startswith("OpenDev session " + DIES_ID), prompts
+    assert all(p.endswith("Recover it?") for p in prompts), prompts
+    # and a question never comes before what the previous answer did
+    assert result["outcome_before_next_question"] is True
     # Recover once `opendev` exists: a terminal ran it in the project directory.
     assert (tmp_path / "resumed.txt").read_text().splitlines() == [f"--resume {RECOVER_ID}", str(s.project)]
     assert any(f"opendev --resume {RECOVER_ID}" in t for t in result["terminals"]), result["terminals"]
@@ -291,7 +307,12 @@ def test_hostile_snapshot_text_is_shown_escaped(tmp_path):
     finally:
         h.stop()
 
-    shown = result["notices"] + [result["messages"]]
+    # The notebook notice is three lines by design (the command on its own
+    # line); every other notice is one line.
+    notebook_notices = [n for n in result["notices"] if f"%opendev recover {H_NOTEBOOK}" in n]
+    assert [n.count("\n") for n in notebook_notices] == [2], notebook_notices
+    shown = [line for n in result["notices"] for line in (n.split("\n") if n in notebook_notices else [n])]
+    shown.append(result["messages"])
     for select in result["selects"]:
         shown += [select["prompt"], *select["items"]]
     assert raw_controls(shown) == [], "raw control characters reached the screen"

@@ -44,12 +44,15 @@
   (let ((names (mapcar (lambda (c) (if (consp c) (car c) c)) (all-completions "" collection)))
         (def (if (consp def) (car def) def)))
     (setq drv-shown (append (reverse names) (list prompt) drv-shown))
-    (if (string-match "session \\([[:alnum:]_.-]+\\) (" prompt)
+    ;; (the question is the last line: the prompt may start with what the
+    ;; previous answer did)
+    (if (string-match "session \\([[:alnum:]_.-]+\\) (" prompt (or (cl-position ?\n prompt :from-end t) 0))
         ;; a question about an interrupted session
         (let* ((id (match-string 1 prompt))
                (answer (alist-get (intern id) (drv-get 'answers))))
           (push (list (cons 'id id) (cons 'items names) (cons 'answer answer) (cons 'default def)
                       (cons 'initial initial) (cons 'prompt prompt) (cons 'at (float-time))
+                      (cons 'messages_before (length drv-messages))
                       (cons 'in_filter (if (and (boundp 'drv-in-scenario-step) (not drv-in-scenario-step)) t :json-false)))
                 drv-asked)
           ;; "RET" is the empty string: the default
@@ -151,7 +154,7 @@
     (with-temp-file (drv-get 'fake_program) (insert (drv-get 'fake_program_text)))
     (set-file-modes (drv-get 'fake_program) #o755)
     (setq drv-picks (list (drv-pick-session (alist-get 'recover ids) 'listed)
-                          (lambda (_p names _d) (drv-put 'actions names) "Recover")))
+                          (lambda (p names _d) (drv-put 'actions names) (drv-put 'action_prompt p) "Recover")))
     (call-interactively #'opendev-snapshot-sessions)
     (drv-wait "the resume program to run" (lambda () (file-exists-p (drv-get 'fake_marker))))
     ;; 7. Discard of a running session: refused, and said so.

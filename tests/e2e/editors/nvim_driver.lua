@@ -15,12 +15,22 @@ vim.notify = function(msg)
   table.insert(R.notices, msg)
 end
 
+-- The session a question is about: the id named last (a question may start
+-- with what the previous answer did, naming the previous session).
 local function id_in(text)
+  local best, best_at
   for sid, _ in pairs(cfg.answers_all) do
-    if text:find(sid, 1, true) then
-      return sid
+    local at = text:find(sid, 1, true)
+    local last = at
+    while at do
+      last = at
+      at = text:find(sid, at + 1, true)
+    end
+    if last and (not best_at or last > best_at) then
+      best, best_at = sid, last
     end
   end
+  return best
 end
 
 vim.ui.select = function(items, opts, on_choice)
@@ -40,6 +50,7 @@ vim.ui.select = function(items, opts, on_choice)
       prompt = opts.prompt,
       mode = vim.api.nvim_get_mode().mode,
       at_ms = uv.now(),
+      notices_before = #R.notices,
     })
     on_choice(answer)
     return
@@ -214,6 +225,18 @@ local function scenario()
     return #R.asked >= 5
   end)
   R.first_question_after_ms = R.asked[1].at_ms - esc_at
+  -- each Recover / Discard said what it did before the next question came
+  R.outcome_before_next_question = true
+  for i = 2, 5 do
+    local prev = R.asked[i - 1]
+    if prev.answer == 'Recover' or prev.answer == 'Discard' then
+      local said = false
+      for j = 1, R.asked[i].notices_before do
+        said = said or R.notices[j]:find(prev.id, 1, true) ~= nil
+      end
+      R.outcome_before_next_question = R.outcome_before_next_question and said
+    end
+  end
   R.buffer = vim.api.nvim_buf_get_lines(0, 0, -1, false)
   R.plugin_prompts = od.state.prompts
 

@@ -63,6 +63,11 @@ M.state = {
   counts = {}, -- project root -> number of interrupted sessions
   queue = {}, -- questions waiting for an idle moment: { session, client_id }
   asking = false, -- a question is on screen
+  -- What the last answer did (Discard's Undo hint, Recover's guidance), said
+  -- again at the top of the next question, which would hide it otherwise;
+  -- awaiting: uv.now() of an answer whose outcome has not arrived yet.
+  outcome = nil,
+  awaiting = nil,
   prompts = {}, -- questions asked (for tests): { id, mode, idle_ms }
   recovered = {}, -- session ids whose Recover was carried out, in order
   last_key_ms = 0,
@@ -202,6 +207,34 @@ local function notice(msg, level)
     msg = vim.fn.strcharpart(msg, 0, room - 1):gsub('\\[xu]?%x*$', '') .. '…'
   end
   vim.notify(msg, level or vim.log.levels.INFO)
+end
+
+-- How long the next question waits for the outcome of the last answer
+-- (the server's reply) before it is asked anyway.
+local OUTCOME_WAIT_MS = 3000
+
+-- A notice of several lines (each made printable): it opens a "Press
+-- ENTER" prompt, so only for what the user must read before going on.
+local function notify_lines(lines, level)
+  local shown = {}
+  for _, line in ipairs(lines) do
+    table.insert(shown, M.printable(line))
+  end
+  vim.notify(table.concat(shown, '\n'), level or vim.log.levels.INFO)
+end
+
+-- Keep `text` (printable) for the top of the next question, if one waits.
+local function keep_outcome(text)
+  M.state.outcome = #M.state.queue > 0 and text or nil
+  M.state.awaiting = nil
+end
+
+-- The outcome of an answer: said now (notify), and `recap` (default: the
+-- same text) again at the top of the next question, so that the question
+-- does not hide it.
+local function outcome(msg, level, recap)
+  notify(msg, level)
+  keep_outcome(M.printable('OpenDev: ' .. (recap or msg)))
 end
 
 local function shell_quote(s)
@@ -453,7 +486,7 @@ local function execute(client, command, session_id, on_done, on_error)
       if on_error and on_error(err) then
         return
       end
-      notify(string.format('%s %s failed: %s', command, session_id, error_text(err)), vim.log.levels.ERROR)
+      outcome(string.format('%s %s failed: %s', command, session_id, error_text(err)), vim.log.levels.ERROR)
     elseif on_done then
       on_done(result)
     end
@@ -480,22 +513,20 @@ local function recover_notebook(session)
       end
     end
   end
-  local where
+  local where, short
   if session.notebook ~= nil and session.notebook ~= vim.NIL and session.notebook ~= '' then
-    where = 'the notebook ' .. session.notebook
+    where, short = 'the notebook ' .. session.notebook, basename(session.notebook)
   else
-    where = 'IPython in ' .. (session.projectDir or '?')
+    where, short = 'IPython in ' .. (session.projectDir or '?'), 'IPython'
   end
-  notify(
-    string.format(
-      '%s was the kernel of %s. To get its code back, run this in a new kernel there: %s%s',
-      session.sessionId,
-      where,
-      text,
-      #filled > 0 and (' (in register ' .. table.concat(filled, ' and ') .. ')') or ''
-    ),
-    vim.log.levels.WARN
-  )
+  local pasted = #filled > 0 and (' (in register ' .. table.concat(filled, ' and ') .. ': p pastes it)') or ''
+  -- three lines, the command on its own: a wrapped line would cut it in two
+  notify_lines({
+    string.format('OpenDev: %s was the kernel of %s.', session.sessionId, where),
+    'To get its code back, run this in a new kernel there' .. pasted .. ':',
+    '    ' .. text,
+  }, vim.log.levels.WARN)
+  keep_outcome(M.printable(string.format('OpenDev: run %s in a new kernel of %s%s', text, short, pasted)))
   return text
 end
 
@@ -508,19 +539,21 @@ function M.recover(session)
   local line = M.resume_command_line(session)
   local program = M.command_program(line)
   if not program or vim.fn.executable(program) ~= 1 then
-    notify(
-      string.format(
-        'cannot resume %s: `%s` is not installed (not found on PATH). Install the OpenDev agent, '
-          .. "or set resume_command in require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' }). "
-          .. 'The snapshot is kept.',
-        session.sessionId,
-        program or line
-      ),
-      vim.log.levels.ERROR
-    )
+    -- lines of their own: a wrapped line would cut the setting in two
+    notify_lines({
+      string.format('OpenDev: cannot resume %s: `%s` is not installed (not found on PATH). The snapshot is kept.', session.sessionId, program or line),
+      'Install the OpenDev agent, or set resume_command:',
+      "    require('opendev_snapshot').setup({ resume_command = '/path/to/opendev --resume ${sessionId}' })",
+    }, vim.log.levels.WARN) -- (0.7's ERROR notify shows the last of several lines only after Press ENTER)
+    keep_outcome(M.printable(string.format(
+      'OpenDev: cannot resume %s: `%s` is not installed; the snapshot is kept (:messages says how to fix it)',
+      session.sessionId,
+      program or line
+    )))
     return nil
   end
   table.insert(M.state.recovered, session.sessionId)
+  M.state.awaiting = nil -- the terminal is the outcome
   open_terminal(session, line)
   return line
 end
@@ -529,14 +562,14 @@ end
 function M.discard(client, session_id)
   execute(client, CMD_DISCARD, session_id, function(r)
     if r and r.removed then
-      notify(string.format('discarded %s (moved to the trash). Undo: :OpenDevRestore %s', session_id, session_id))
+      outcome(string.format('discarded %s (moved to the trash). Undo: :OpenDevRestore %s', session_id, session_id))
     else
-      notify(session_id .. ' was already gone')
+      outcome(session_id .. ' was already gone')
     end
     refresh_count(client)
   end, function(err)
     if err.code == RUNNING then
-      notify(
+      outcome(
         string.format('%s is running%s: nothing was discarded', session_id, holder_text(err)),
         vim.log.levels.WARN
       )
@@ -568,6 +601,9 @@ function M.restore(client, session_id, on_done)
 end
 
 local function act(client, session, choice)
+  if choice == 'Recover' or choice == 'Discard' then
+    M.state.awaiting = uv.now() -- the next question waits for what this does
+  end
   if choice == 'Recover' then
     execute(client, CMD_RECOVER, session.sessionId) -- the server then sends opendev/recoverSession
   elseif choice == 'Discard' then
@@ -624,6 +660,25 @@ local function ensure_timer()
   end))
 end
 
+-- Neovim's own vim.ui.select (an inputlist) shows a prompt of two lines as
+-- two lines; a picker plugin gets one line (a window title).
+local function builtin_select()
+  local info = debug.getinfo(vim.ui.select, 'S')
+  return info ~= nil and info.source:match('vim[/\\]ui%.lua$') ~= nil
+end
+
+--- The text of the question about a session: what the last answer did
+--- first (once), then the question.
+function M.prompt_text(session)
+  local question = M.question(session)
+  local before = M.state.outcome
+  M.state.outcome = nil
+  if not before then
+    return question
+  end
+  return before .. (builtin_select() and '\n' or '  |  ') .. question
+end
+
 local function ask(client, session)
   M.state.asking = true
   table.insert(M.state.prompts, {
@@ -632,7 +687,7 @@ local function ask(client, session)
     idle_ms = idle_ms(),
     typeahead = vim.fn.getchar(1) ~= 0,
   })
-  vim.ui.select(ACTIONS, { prompt = M.question(session), kind = 'opendev_snapshot.prompt' }, function(choice)
+  vim.ui.select(ACTIONS, { prompt = M.prompt_text(session), kind = 'opendev_snapshot.prompt' }, function(choice)
     M.state.asking = false
     pcall(vim.cmd, 'redraw')
     act(client, session, choice)
@@ -649,6 +704,9 @@ ask_next = function()
   if #M.state.queue == 0 then
     stop_timer()
     return
+  end
+  if M.state.awaiting and uv.now() - M.state.awaiting < OUTCOME_WAIT_MS then
+    return -- what the last answer did comes first
   end
   if not M.can_ask() then
     return
