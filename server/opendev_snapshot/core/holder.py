@@ -13,6 +13,8 @@ import json
 import os
 import time
 
+from .text import printable_json
+
 MAX_HOLDER_BYTES = 4096
 
 
@@ -37,14 +39,23 @@ def holder_text(info: dict | None = None) -> bytes:
 
 
 def parse_holder(data: bytes) -> dict | None:
-    """The holder object from a lock file's text (JSON, or the old ``k=v`` line)."""
-    text = data.decode("utf-8", "replace").strip()
+    """The holder object from a lock file's text (JSON, or the old ``k=v`` line).
+
+    Another process wrote it, so every string in it is made printable
+    (:func:`.text.printable_json`): a ``"\\ud800"`` or an ESC in it shows
+    as ``\\ud800`` or ``\\e``, and the object can go on the wire as it is.
+    """
+    obj = _parse(data.decode("utf-8", "replace").strip())
+    return None if obj is None else printable_json(obj)
+
+
+def _parse(text: str) -> dict | None:
     if not text:
         return None
     if text.startswith("{"):
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return None
         return obj if isinstance(obj, dict) else None
     out: dict = {}

@@ -10,6 +10,7 @@ the reader sees.
 
 from __future__ import annotations
 
+import math
 import re
 
 # C0 controls, DEL, C1 controls, and the bidi embedding/override/isolate
@@ -41,6 +42,31 @@ def printable(text: object, *, keep_layout: bool = False) -> str:
     if keep_layout:
         return _UNSAFE.sub(lambda m: m.group() if m.group() in _KEEP_LAYOUT else _escape(m), value)
     return _UNSAFE.sub(_escape, value)
+
+
+_MAX_DEPTH = 32
+
+
+def printable_json(value: object, _depth: int = 0) -> object:
+    """A JSON value read from disk made safe to show and to send.
+
+    Every string, keys included, goes through :func:`printable` (so no lone
+    surrogate, which strict JSON parsers refuse, and no raw control
+    character survives); a non-finite number (``NaN``, ``1e400``) becomes
+    its name, as JSON has none; containers nested deeper than 32 levels
+    become ``"..."``.
+    """
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (dict, list)) and _depth >= _MAX_DEPTH:
+        return "..."
+    if isinstance(value, dict):
+        return {printable(key): printable_json(item, _depth + 1) for key, item in value.items()}
+    if isinstance(value, list):
+        return [printable_json(item, _depth + 1) for item in value]
+    return value
 
 
 def format_cost(usd: float) -> str:
