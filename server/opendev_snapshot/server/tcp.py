@@ -90,4 +90,5 @@ def write_token_file(path: str, token: str) -> None:
     try:
         write_atomic(directory, name, token.encode("ascii") + b"\n", what="the token file")
     except StorageError as exc:
-        raise TcpConfigError(str(exc)) from None
+        why = exc.cause.strerror if isinstance(exc.cause, OSError) and exc.cause.strerror else exc
+        raise TcpConfigError(f"cannot write the token file {printable(path)}: {why}") from None
