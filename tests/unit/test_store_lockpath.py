@@ -111,6 +111,12 @@ def saved(snapshot_dir, *records) -> SnapshotStore:
     return SnapshotStore(snapshot_dir)
 
 
+def old_and_young(snapshot_dir, plant, kind) -> tuple:
+    """A store with a lock-less session an hour old and one a second old, each with ``kind`` at its lock path."""
+    store = saved(snapshot_dir, rec("old"), rec("young", age_ms=1000))
+    return store, plant(kind, snapshot_dir / f"old{LOCK}"), plant(kind, snapshot_dir / f"young{LOCK}")
+
+
 # ------------------------------------------------------------------ claims
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("how", ["claim", "save-claim"])
@@ -129,9 +135,7 @@ def test_a_claim_refuses_clearly_and_opens_nothing(snapshot_dir, plant, kind, ho
 # ----------------------------------------------------------------- removal
 @pytest.mark.parametrize("kind", KINDS)
 def test_remove_judges_by_age_and_leaves_the_planted_thing(snapshot_dir, plant, kind):
-    store = saved(snapshot_dir, rec("old"), rec("young", age_ms=1000))
-    old = plant(kind, snapshot_dir / f"old{LOCK}")
-    young = plant(kind, snapshot_dir / f"young{LOCK}")
+    store, old, young = old_and_young(snapshot_dir, plant, kind)
     with no_hang():
         assert store.status_of(store.load("old")) == INTERRUPTED
         assert store.status_of(store.load("young")) == RUNNING
@@ -153,9 +157,7 @@ def test_remove_judges_by_age_and_leaves_the_planted_thing(snapshot_dir, plant, 
 # ----------------------------------------------------------------- cleanup
 @pytest.mark.parametrize("kind", KINDS)
 def test_cleanup_judges_by_age_and_leaves_the_planted_thing(snapshot_dir, plant, kind):
-    store = saved(snapshot_dir, rec("old"), rec("young", age_ms=1000))
-    old = plant(kind, snapshot_dir / f"old{LOCK}")
-    young = plant(kind, snapshot_dir / f"young{LOCK}")
+    store, old, young = old_and_young(snapshot_dir, plant, kind)
     orphan = plant(kind, snapshot_dir / f"orphan{LOCK}")
     with no_hang():
         assert store.cleanup(60_000, dry_run=True).session_ids == ["old"]
