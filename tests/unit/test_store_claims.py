@@ -13,6 +13,7 @@ from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_recor
 from opendev_snapshot.core.errors import SessionRunning
 from opendev_snapshot.core.holder import describe_holder, parse_holder
 from opendev_snapshot.core.records import now_ms
+from opendev_snapshot.core.text import printable
 
 from storeproc import Peer
 
@@ -179,19 +180,15 @@ def strict_json(value) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8", "strict").decode()
 
 
-def test_a_hostile_holder_is_parsed_into_printable_strings():
+def test_a_hostile_holder_is_parsed_into_wire_safe_strings():
     holder = parse_holder(HOSTILE_LOCK_TEXT)
     strict_json(holder)  # no lone surrogate, no NaN or Infinity: it can go on the wire
     assert holder["pid"] == 123
-    assert holder["host"] == "\\ud800evil\\e[31m"  # made visible the way core.text.printable does
-    assert holder["notebook"] == "/n/\\u202egpj.ipynb"
+    assert holder["host"] == "\\ud800evil\\e[31m"  # a lone surrogate: the string shown as core.text.printable does
+    assert holder["notebook"] == "/n/\u202egpj.ipynb"  # a real path stays one: front doors escape it to show it
     assert holder["\\udfffkey"] == [{"deep": "\\udc80\\x9b"}, "nan"]
     assert holder["startedMs"] == "inf" and holder["historySession"] == "-inf"
-    assert describe_holder(holder) == "pid 123 on \\ud800evil\\e[31m (IPython kernel of /n/\\u202egpj.ipynb)"
-
-
-def test_old_style_holder_text_is_printable_too():
-    assert parse_holder(b"pid=5 host=a\x1b]52;c;eA==\x07b") == {"pid": 5, "host": "a\\e]52;c;eA==\\x07b"}
+    assert printable(describe_holder(holder)) == "pid 123 on \\ud800evil\\e[31m (IPython kernel of /n/\\u202egpj.ipynb)"
 
 
 def test_deeply_nested_holder_text_is_no_crash():

@@ -41,12 +41,15 @@ def holder_text(info: dict | None = None) -> bytes:
 def parse_holder(data: bytes) -> dict | None:
     """The holder object from a lock file's text (JSON, or the old ``k=v`` line).
 
-    Another process wrote it, so every string in it is made printable
-    (:func:`.text.printable_json`): a ``"\\ud800"`` or an ESC in it shows
-    as ``\\ud800`` or ``\\e``, and the object can go on the wire as it is.
+    Another process wrote it: a string holding a lone surrogate (a
+    ``"\\ud800"`` escape, which no process of ours writes) is made printable
+    whole (:func:`.text.printable_json`), so ``"\\ud800evil\\u001b"`` reads
+    ``\\ud800evil\\e`` and the object can go on the wire as it is; NaN and
+    infinities become names. Other strings stay data (a notebook's path
+    must still open): front doors pass them through ``printable`` to show.
     """
     obj = _parse(data.decode("utf-8", "replace").strip())
-    return None if obj is None else printable_json(obj)
+    return None if obj is None else printable_json(obj, only_unencodable=True)
 
 
 def _parse(text: str) -> dict | None:
