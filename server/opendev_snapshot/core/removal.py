@@ -85,7 +85,8 @@ def remove(store: "SnapshotStore", session_id: str, force: bool) -> bool:
                 raise StorageError("cannot lock session", lock_path, exc) from exc
             if transient is None and not foreign and not force:
                 raise SessionRunning(session_id, liveness.read_info(lock_path))
-            if not had_lock_file and not force and record is not None and not record["completed"] and store.running_by_age(record):
+            young = record is not None and not record["completed"] and store.running_by_age(record)
+            if young and not had_lock_file and not force:  # no lock file: running by its age
                 if transient is not None:
                     _unlink_same(lock_path, transient)
                     transient.release()
