@@ -13,7 +13,6 @@ from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_recor
 from opendev_snapshot.core.errors import SessionRunning
 from opendev_snapshot.core.holder import describe_holder, parse_holder
 from opendev_snapshot.core.records import now_ms
-from opendev_snapshot.core.text import printable
 
 from storeproc import Peer
 
@@ -188,7 +187,7 @@ def test_a_hostile_holder_is_parsed_into_wire_safe_strings():
     assert holder["notebook"] == "/n/\u202egpj.ipynb"  # a real path stays one: front doors escape it to show it
     assert holder["\\udfffkey"] == [{"deep": "\\udc80\\x9b"}, "nan"]
     assert holder["startedMs"] == "inf" and holder["historySession"] == "-inf"
-    assert printable(describe_holder(holder)) == "pid 123 on \\ud800evil\\e[31m (IPython kernel of /n/\\u202egpj.ipynb)"
+    assert describe_holder(holder) == "pid 123 on \\ud800evil\\e[31m (IPython kernel of /n/\\u202egpj.ipynb)"
 
 
 def test_deeply_nested_holder_text_is_no_crash():
@@ -204,4 +203,5 @@ def test_a_running_session_with_hostile_holder_text_is_refused_with_printable_te
         store.remove("h")
     strict_json(info.value.holder)
     assert "\x1b" not in str(info.value) and "\\ud800evil\\e[31m" in str(info.value)
+    assert str(SessionRunning("h", {"pid": 1, "host": "box\x1b[2J"})).count("box\\e[2J") == 1
     assert store.lock_holder("h")["host"] == "\\ud800evil\\e[31m"

@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from .text import printable_json
+from .text import printable, printable_json
 
 MAX_HOLDER_BYTES = 4096
 
@@ -89,7 +89,8 @@ def _old_started_ms(value: str) -> int | None:
 
 
 def describe_holder(holder: dict | None) -> str:
-    """One line for people: ``pid 123 on box (IPython kernel of /p/a.ipynb)``."""
+    """One line for people: ``pid 123 on box (IPython kernel of /p/a.ipynb)``,
+    made printable (another process wrote it: no ESC or bidi mark gets through)."""
     if not holder:
         return "unknown holder"
     text = f"pid {holder['pid']}" if "pid" in holder else "unknown pid"
@@ -97,4 +98,4 @@ def describe_holder(holder: dict | None) -> str:
         text += f" on {holder['host']}"
     if holder.get("kind") == "ipython":
         text += f" (IPython kernel of {holder['notebook']})" if holder.get("notebook") else " (IPython kernel)"
-    return text
+    return printable(text)
