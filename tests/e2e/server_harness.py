@@ -289,6 +289,7 @@ class RawClient:
         self._next = 0
         self.answered: set = set()
         self.backlog: list = []  # messages read while waiting for something else
+        self.last_frame = b""  # the raw body of the message read last, as it came on the wire
 
     @classmethod
     async def start(cls, snapshot_dir, *args, env=None, cmd=None, **kwargs) -> "RawClient":
@@ -317,7 +318,8 @@ class RawClient:
                 if line.lower().startswith(b"content-length:"):
                     length = int(line.split(b":")[1])
             assert length is not None, head
-            message = json.loads(await self.proc.stdout.readexactly(length))
+            self.last_frame = await self.proc.stdout.readexactly(length)
+            message = json.loads(self.last_frame)
             if "method" not in message and message.get("id") is not None:
                 assert message["id"] not in self.answered, f"a second answer to request {message['id']!r}: {message}"
                 self.answered.add(message["id"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
-from server_harness import CLIENTS, now_ms, seed, session
+from server_harness import CLIENTS, RawClient, now_ms, seed, session
 
 from opendev_snapshot.core import SnapshotStore
 
@@ -433,3 +434,54 @@ async def test_restore_refusals(snapshot_dir, project):
         assert info.value.code == -32001
         err = await error_of(h, LIST_TRASH, [1])
         assert err.code == -32602
+
+
+HOSTILE_LOCK_TEXT = '{"pid": 1, "host": "\\ud800evil\\u001b[31m", "startedMs": 1, "kind": "opendev", "x": "\\udfff"}'
+LONE_SURROGATE_ESCAPE = re.compile(rb"(?<!\\)\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def strictly_parsed(frame: bytes) -> dict:
+    """The message as a strict parser (Emacs, Neovim) reads it: UTF-8, no lone surrogate, no NaN."""
+    assert not LONE_SURROGATE_ESCAPE.search(frame), frame
+    message = json.loads(frame.decode("utf-8", "strict"), parse_constant=lambda name: pytest.fail(name))
+    json.dumps(message, ensure_ascii=False).encode("utf-8", "strict")  # no lone surrogate in any string
+    return message
+
+
+async def test_a_holder_with_a_lone_surrogate_and_an_escape_reaches_the_editor_intact(snapshot_dir, project):
+    """Lock text another process wrote: a ``\\ud800`` in it would make a strict
+    JSON parser drop the whole -32003 reply, so the user never learns why."""
+    proc = hold(snapshot_dir, "busy", project)
+    (snapshot_dir / "busy_session_snapshot.lock").write_text(HOSTILE_LOCK_TEXT)  # same inode: still held
+    client = await RawClient.start(snapshot_dir)
+    try:
+        await client.initialize(root=project, options={"prompt": False})
+        for method, params in [
+            (REMOVE, {"sessionId": "busy"}),
+            ("workspace/executeCommand", {"command": "opendev.snapshot.discard", "arguments": ["busy"]}),
+        ]:
+            reply = await client.request(method, params)
+            assert strictly_parsed(client.last_frame) == reply
+            error = reply["error"]
+            assert error["code"] == -32003, reply
+            assert error["data"]["holder"]["host"] == "\\ud800evil\\e[31m"
+            assert "\x1b" not in error["message"] and "\\ud800evil\\e[31m" in error["message"]
+        assert (snapshot_dir / "busy_session_snapshot.json").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+        await client.aclose()
+
+
+async def test_a_storage_failure_under_a_non_utf8_directory_reaches_the_editor_intact(tmp_path, project):
+    snapshot_dir = tmp_path / os.fsdecode(b"caf\xe9")  # a Latin-1 name: a lone surrogate in Python
+    snapshot_dir.mkdir(mode=0o700)
+    (snapshot_dir / "bad_session_snapshot.json").write_text('{"session_id": 1}')
+    client = await RawClient.start(snapshot_dir)
+    try:
+        await client.initialize(root=project, options={"prompt": False})
+        reply = await client.request(LOAD, {"sessionId": "bad"})
+        assert strictly_parsed(client.last_frame) == reply
+        assert reply["error"]["code"] == -32002 and "caf\\udce9" in reply["error"]["message"]
+    finally:
+        await client.aclose()

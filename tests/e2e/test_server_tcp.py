@@ -262,6 +262,57 @@ async def test_unsafe_or_bad_settings_are_refused_with_one_line(snapshot_dir, ar
         assert message in text
 
 
+@pytest.mark.parametrize("tcp", [True, False], ids=["tcp", "without-tcp"])
+@pytest.mark.parametrize("what", ["empty", "blank", "directory"])
+async def test_a_token_file_that_cannot_be_one_is_refused_with_one_line(snapshot_dir, tmp_path, what, tcp):
+    token_file = {"empty": "", "blank": "  ", "directory": str(tmp_path)}[what]
+    proc = await asyncio.create_subprocess_exec(
+        *server_command(), *(["--tcp", "--port", str(free_port())] if tcp else []), "--token-file", token_file,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=server_env(snapshot_dir), cwd=tmp_path)  # a regression writes "  " here, not into the checkout
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 2 and out == b"", err
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and "--token-file" in lines[0], lines
+    assert ("directory" if what == "directory" else "empty") in lines[0]
+    assert "listening" not in lines[0] and "token:" not in lines[0]
+
+
+async def test_a_link_at_the_token_file_is_replaced_never_followed(snapshot_dir, project, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not yours\n")
+    os.chmod(elsewhere, 0o644)
+    token_file = tmp_path / "token"
+    os.symlink(elsewhere, token_file)
+    async with tcp_server(snapshot_dir, "--token-file", str(token_file)) as server:
+        st = os.lstat(token_file)
+        assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+        assert token_file.read_text() == server.token + "\n"
+        assert elsewhere.read_text() == "not yours\n" and stat.S_IMODE(os.stat(elsewhere).st_mode) == 0o644
+        assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+        assert await run_editor(server, project) == 0
+
+
+def test_the_token_file_is_written_whole_under_an_unpredictable_name(tmp_path, monkeypatch):
+    """Through the core's durable write: a name planted where the temporary
+    file would go does not stop it, and a failed write leaves no file."""
+    from opendev_snapshot.server import tcp
+
+    token_file = tmp_path / "token"
+    os.symlink(tmp_path / "trap", tmp_path / f".token.{os.getpid()}.tmp")  # the old predictable name
+    tcp.write_token_file(str(token_file), "t0k3n")
+    assert token_file.read_text() == "t0k3n\n" and stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    assert not (tmp_path / "trap").exists()
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(tcp.TcpConfigError, match="No space left on device"):
+        tcp.write_token_file(str(tmp_path / "second"), "t0k3n")
+    assert sorted(os.listdir(tmp_path)) == sorted(["token", f".token.{os.getpid()}.tmp"])  # nothing half-written
+
+
 async def test_allow_remote_binds_what_was_asked(snapshot_dir, project):
     port = free_port()
     proc = await asyncio.create_subprocess_exec(

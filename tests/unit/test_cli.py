@@ -605,6 +605,17 @@ def test_text_a_stream_cannot_encode_is_escaped_not_fatal(snapshot_dir, live_hol
     assert "Held by:   pid 1 on a\\ud800b" in out.stdout
 
 
+
+def test_remove_of_a_running_session_shows_a_hostile_holder_escaped(snapshot_dir, live_holder):
+    live_holder("lone", lock_text='{"pid": 1, "host": "a\\ud800\\u001b[2Jb", "startedMs": 1, "kind": "opendev"}')
+    for args in (["remove", "lone"], ["show", "lone"], ["trash"]):
+        out = cli("--dir", str(snapshot_dir), *args)
+        assert "\x1b" not in out.stdout + out.stderr
+    out = cli("--dir", str(snapshot_dir), "remove", "lone")
+    assert out.returncode == 1 and "pid 1 on a\\ud800\\e[2Jb" in out.stderr, out.stderr
+    assert len(out.stderr.splitlines()) == 1
+
+
 # ---------------------------------------------------------------- progress
 def test_no_progress_bar_when_stderr_is_not_a_terminal(snapshot_dir):
     s = SnapshotStore(snapshot_dir)

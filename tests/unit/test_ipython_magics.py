@@ -704,6 +704,18 @@ def test_discard_refuses_a_session_another_process_runs(shell, env, loaded):
         holder.close()
 
 
+
+def test_discard_names_a_hostile_holder_escaped(shell, env, loaded):
+    holder = seed(env, "alive", env["proj"], state="running")
+    try:
+        lock = reader(env).lock_path("alive")
+        lock.write_text('{"pid": 7, "host": "box\\u001b[2J\\u202e", "startedMs": 1}')  # same inode: still held
+        with pytest.raises(UsageError) as info:
+            shell.run_line_magic("opendev", "discard alive")
+        assert "pid 7 on box\\e[2J\\u202e" in str(info.value) and "\x1b" not in str(info.value)
+    finally:
+        holder.close()
+
 def test_discard_own_session_turns_autosave_off(shell, env, loaded):
     shell.run_line_magic("opendev", "autosave on")
     sid = own_id(loaded)

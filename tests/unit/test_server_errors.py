@@ -125,3 +125,22 @@ def test_decorator_converts_sync_and_async():
     import inspect
 
     assert list(inspect.signature(sync).parameters)[0] == "ls"  # pygls injects the server by this name
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        StorageError("snapshot file is corrupt (x):", "/d/caf\udce9/s_session_snapshot.json"),  # a non-UTF-8 path
+        SessionRunning("s", {"pid": "\ud800", "host": "\udfff\x1b[31m", "x\udc80": ["\ud801"]}),  # not via parse_holder
+        JsonRpcException(code=-32002, message="a\udcff", data={"path": "/d/\udcff"}),
+        ValueError("internal \ud800"),
+    ],
+    ids=["storage-path", "holder", "rpc-exception", "internal"],
+)
+def test_no_error_carries_a_lone_surrogate(exc):
+    import json
+
+    err = to_rpc_error(exc)
+    body = json.dumps({"message": err.message, "data": err.data}, ensure_ascii=False)
+    body.encode("utf-8", "strict")  # a lone surrogate would raise here (and be "\ud800" on the wire)
+    assert "\x1b" not in body

@@ -165,3 +165,43 @@ def test_a_transient_lock_leaves_the_holder_text_alone(snapshot_dir):
     claimed = liveness.acquire(path, b'{"pid": 2}\n')  # a claim writes its own
     assert (snapshot_dir / f"s{LOCK}").read_text() == '{"pid": 2}\n'
     claimed.release()
+
+
+# --------------------------------------- hostile holder text (never on the wire raw)
+HOSTILE_LOCK_TEXT = (
+    b'{"pid": 123, "host": "\\ud800evil\\u001b[31m", "startedMs": 1e400, "kind": "ipython",'
+    b' "notebook": "/n/\\u202egpj.ipynb", "\\udfffkey": [{"deep": "\\udc80\\u009b"}, NaN], "historySession": -Infinity}'
+)
+
+
+def strict_json(value) -> str:
+    """What a strict parser (Emacs ``json-parse-string``, ``vim.json.decode``) accepts, or an exception."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8", "strict").decode()
+
+
+def test_a_hostile_holder_is_parsed_into_wire_safe_strings():
+    holder = parse_holder(HOSTILE_LOCK_TEXT)
+    strict_json(holder)  # no lone surrogate, no NaN or Infinity: it can go on the wire
+    assert holder["pid"] == 123
+    assert holder["host"] == "\\ud800evil\\e[31m"  # a lone surrogate: the string shown as core.text.printable does
+    assert holder["notebook"] == "/n/\u202egpj.ipynb"  # a real path stays one: front doors escape it to show it
+    assert holder["\\udfffkey"] == [{"deep": "\\udc80\\x9b"}, "nan"]
+    assert holder["startedMs"] == "inf" and holder["historySession"] == "-inf"
+    assert describe_holder(holder) == "pid 123 on \\ud800evil\\e[31m (IPython kernel of /n/\\u202egpj.ipynb)"
+
+
+def test_deeply_nested_holder_text_is_no_crash():
+    holder = parse_holder(b'{"pid": 1, "x": ' + b"[" * 2000 + b"]" * 2000 + b"}")
+    assert holder is None or holder["pid"] == 1
+    strict_json(holder)
+
+
+def test_a_running_session_with_hostile_holder_text_is_refused_with_printable_text(store, snapshot_dir, peer):
+    peer.call("save", record=rec("h"), claim=True)
+    (snapshot_dir / f"h{LOCK}").write_bytes(HOSTILE_LOCK_TEXT)  # same inode: the peer's flock stays
+    with pytest.raises(SessionRunning) as info:
+        store.remove("h")
+    strict_json(info.value.holder)
+    assert "\x1b" not in str(info.value) and "\\ud800evil\\e[31m" in str(info.value)
+    assert str(SessionRunning("h", {"pid": 1, "host": "box\x1b[2J"})).count("box\\e[2J") == 1
+    assert store.lock_holder("h")["host"] == "\\ud800evil\\e[31m"

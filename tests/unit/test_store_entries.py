@@ -16,11 +16,9 @@ from the persistent index.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import textwrap
@@ -31,11 +29,11 @@ from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_recor
 from opendev_snapshot.core import liveness
 from opendev_snapshot.core.store import now_ms
 
+from helpers import OpenSpy
+
 HOUR = 3_600_000
 SNAP = "_session_snapshot.json"
 LOCK = "_session_snapshot.lock"
-IN_OPEN = 0x20
-IN_CLOSE = 0x08 | 0x10
 
 
 def rec(sid: str, *, age_ms: int = HOUR, **extra) -> dict:
@@ -47,32 +45,6 @@ def rec(sid: str, *, age_ms: int = HOUR, **extra) -> dict:
 
 def ids(result) -> list:
     return [s["session_id"] for s in result.sessions]
-
-
-class OpenSpy:
-    """Every open and close of a file in a directory, from the kernel (inotify)."""
-
-    def __init__(self, directory) -> None:
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        assert self.fd >= 0
-        assert self.libc.inotify_add_watch(self.fd, os.fsencode(directory), IN_OPEN | IN_CLOSE) >= 0
-
-    def touched(self) -> set:
-        names = set()
-        while True:
-            try:
-                buf = os.read(self.fd, 1 << 16)
-            except BlockingIOError:
-                return names
-            pos = 0
-            while pos < len(buf):
-                _wd, _mask, _cookie, length = struct.unpack_from("iIII", buf, pos)
-                names.add(os.fsdecode(buf[pos + 16 : pos + 16 + length].rstrip(b"\0")))
-                pos += 16 + length
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 STORES = ["fresh", "watching", "from-index"]

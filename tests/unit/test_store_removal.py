@@ -280,3 +280,18 @@ def test_remove_from_another_process_is_refused_for_our_claim(store, snapshot_di
         peer.call("remove", session_id="ours")
     assert info.value.name == "SessionRunning" and info.value.holder["pid"] == os.getpid()
     assert store.load("ours") is not None
+
+
+def test_a_trashed_file_whose_name_is_no_session_id_has_none(store, snapshot_dir):
+    """Its name came from disk: ``bad\\xff`` (a lone surrogate in Python) or an
+    ESC must never reach listTrash's ``sessionId`` (strict JSON parsers drop
+    the whole reply)."""
+    store.save(rec("good"))
+    names = [os.fsdecode(b"bad\xff" + SNAP.encode()), f"esc\x1b[2J{SNAP}", f".hidden{SNAP}"]
+    for name in names:
+        (snapshot_dir / name).write_text("{}")
+    moved, refused = store.trash_files(names)
+    assert refused == [] and len(moved) == 3
+    assert [e["session_id"] for e in store.list_trash()] == [None, None, None]
+    with pytest.raises(SessionNotFound):
+        store.resolve_id("bad", in_trash=True)

@@ -4,12 +4,16 @@ A claim is the liveness lock (:mod:`.liveness`) with this store's holder
 text written into the lock file. Callers hold the session's update lock
 (:mod:`.serial`) around a claim, so a claim never meets a removal or a
 cleanup half-way through. Releasing keeps the lock file (the session then
-reads ``interrupted``); completing or removing deletes it.
+reads ``interrupted``); completing or removing deletes it. Something that
+is not a regular file at the lock path (a FIFO, a link, a directory) is
+never opened, followed or deleted: a claim refuses with a
+:class:`StorageError` saying what is there.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 from . import liveness
 from .errors import StorageError
@@ -41,6 +45,12 @@ class Claims:
         path = self.lock_path(session_id)
         try:
             lock = liveness.acquire(path, holder_text(self.holder_info))
+        except liveness.NotALockFile as exc:
+            raise StorageError(
+                f"cannot claim session {session_id!r}: its lock path holds no lock file ({exc.reason}); "
+                "remove what is there to claim the session:",
+                path,
+            ) from None
         except OSError as exc:
             raise StorageError("cannot lock session", path, exc) from exc
         if lock is None:
@@ -70,7 +80,8 @@ class Claims:
         """Release our claim and delete the lock file (completing, removing).
 
         Without a claim of ours the file is deleted as well, unless
-        ``only_if_unlocked`` (then only when nobody holds it).
+        ``only_if_unlocked`` (then only when nobody holds it); something
+        that is not a regular file there is no lock file: left alone.
         """
         path = self.lock_path(session_id)
         held = self._held.pop(session_id, None)
@@ -80,7 +91,7 @@ class Claims:
                     os.unlink(path)
             elif only_if_unlocked:
                 liveness.remove_if_unlocked(path)
-            else:
+            elif stat.S_ISREG(os.lstat(path).st_mode):
                 os.unlink(path)
         except FileNotFoundError:
             pass

@@ -162,9 +162,11 @@ def _cleanup_snapshot(store, name, path, cutoff, now, dry_run, include_incomplet
         had_lock_file = os.path.lexists(lock_path)
         try:  # an instant's lock: nobody claims it half-way; its text stays
             lock = liveness.acquire(lock_path, None, attempts=1)
+        except liveness.NotALockFile:  # no lock file: judged by age; what is there stays (claims refuse it)
+            lock, had_lock_file = None, False
         except OSError:
             return None
-        if lock is None:
+        if lock is None and had_lock_file:
             return None  # claimed meanwhile: running again
         moved = False
         try:
@@ -175,12 +177,13 @@ def _cleanup_snapshot(store, name, path, cutoff, now, dry_run, include_incomplet
             moved = True
             return sid
         finally:
-            if (moved or not had_lock_file) and lock.still_linked():
-                try:
-                    os.unlink(lock_path)  # its text is in the trash, or we created it just now
-                except OSError:
-                    pass
-            lock.release()
+            if lock is not None:
+                if (moved or not had_lock_file) and lock.still_linked():
+                    try:
+                        os.unlink(lock_path)  # its text is in the trash, or we created it just now
+                    except OSError:
+                        pass
+                lock.release()
 
 
 def _same_file(path: str, key: tuple | None) -> bool:

@@ -38,7 +38,7 @@ NOT_UTF8 = "file name is not valid UTF-8"
 
 _KINDS = (
     (stat.S_ISLNK, "symbolic link, not followed"),
-    (stat.S_ISDIR, "a directory, not a snapshot file"),
+    (stat.S_ISDIR, "a directory, not a file"),
     (stat.S_ISFIFO, "a FIFO (named pipe), not opened"),
     (stat.S_ISSOCK, "a socket, not opened"),
     (stat.S_ISCHR, "a device, not opened"),
@@ -129,6 +129,27 @@ def open_regular(path: str, flags: int = os.O_RDONLY, *, opener=os.open) -> tupl
         os.close(fd)
         return None, reason
     return fd, None
+
+
+def open_or_create_regular(path: str, mode: int = 0o600, *, opener=os.open) -> tuple:
+    """Open ``path`` read-write if it is a regular file, else create it
+    (``O_EXCL``, never through a link): ``(fd, None)``.
+
+    ``(None, reason)`` when something else is there (a FIFO, socket,
+    device, link or directory: never opened nor followed). Other failures
+    raise ``OSError``.
+    """
+    for _attempt in range(100):
+        fd, reason = open_regular(path, os.O_RDWR, opener=opener)
+        if fd is not None or reason in KIND_REASONS:
+            return fd, reason
+        if reason is not None:
+            raise OSError(reason)  # unreadable (permissions): says why
+        try:
+            return opener(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, mode), None
+        except FileExistsError:
+            continue  # created meanwhile: open what is there now
+    raise FileExistsError(f"{path} keeps appearing and vanishing")
 
 
 def read_snapshot_file(path: str) -> tuple:

@@ -7,6 +7,8 @@ line into a message on stderr with a non-zero exit code.
 
 from __future__ import annotations
 
+from .text import printable
+
 
 class SnapshotError(Exception):
     """Base class of every error the core raises on purpose."""
@@ -50,7 +52,7 @@ class SessionRunning(SnapshotError):
         self.holder = holder
         who = ""
         if holder and holder.get("pid") is not None:
-            who = f" (pid {holder['pid']}" + (f" on {holder['host']}" if holder.get("host") else "") + ")"
+            who = printable(f" (pid {holder['pid']}" + (f" on {holder['host']}" if holder.get("host") else "") + ")")
         elif holder is None:
             who = " (no lock file; saved moments ago)"
         super().__init__(f"session {session_id!r} is running in another process{who}; use force to override")

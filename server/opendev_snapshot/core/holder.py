@@ -13,6 +13,8 @@ import json
 import os
 import time
 
+from .text import printable, printable_json
+
 MAX_HOLDER_BYTES = 4096
 
 
@@ -37,14 +39,26 @@ def holder_text(info: dict | None = None) -> bytes:
 
 
 def parse_holder(data: bytes) -> dict | None:
-    """The holder object from a lock file's text (JSON, or the old ``k=v`` line)."""
-    text = data.decode("utf-8", "replace").strip()
+    """The holder object from a lock file's text (JSON, or the old ``k=v`` line).
+
+    Another process wrote it: a string holding a lone surrogate (a
+    ``"\\ud800"`` escape, which no process of ours writes) is made printable
+    whole (:func:`.text.printable_json`), so ``"\\ud800evil\\u001b"`` reads
+    ``\\ud800evil\\e`` and the object can go on the wire as it is; NaN and
+    infinities become names. Other strings stay data (a notebook's path
+    must still open): front doors pass them through ``printable`` to show.
+    """
+    obj = _parse(data.decode("utf-8", "replace").strip())
+    return None if obj is None else printable_json(obj, only_unencodable=True)
+
+
+def _parse(text: str) -> dict | None:
     if not text:
         return None
     if text.startswith("{"):
         try:
             obj = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return None
         return obj if isinstance(obj, dict) else None
     out: dict = {}
@@ -75,7 +89,8 @@ def _old_started_ms(value: str) -> int | None:
 
 
 def describe_holder(holder: dict | None) -> str:
-    """One line for people: ``pid 123 on box (IPython kernel of /p/a.ipynb)``."""
+    """One line for people: ``pid 123 on box (IPython kernel of /p/a.ipynb)``,
+    made printable (another process wrote it: no ESC or bidi mark gets through)."""
     if not holder:
         return "unknown holder"
     text = f"pid {holder['pid']}" if "pid" in holder else "unknown pid"
@@ -83,4 +98,4 @@ def describe_holder(holder: dict | None) -> str:
         text += f" on {holder['host']}"
     if holder.get("kind") == "ipython":
         text += f" (IPython kernel of {holder['notebook']})" if holder.get("notebook") else " (IPython kernel)"
-    return text
+    return printable(text)

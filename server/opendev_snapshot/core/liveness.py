@@ -31,9 +31,6 @@ except ImportError:  # pragma: no cover - Windows
 from .forksafe import close_tracked, open_tracked, set_owner
 from .holder import MAX_HOLDER_BYTES, parse_holder
 
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
 
 # Outcomes of probe()
@@ -86,6 +83,15 @@ def _try_lock(fd: int, shared: bool) -> bool:
         return False
 
 
+class NotALockFile(Exception):
+    """Something that is not a regular file is at a lock path (never opened nor followed)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 def acquire(path: str, text: bytes | None, *, attempts: int = 50) -> HeldLock | None:
     """Take the exclusive lock, creating the file (0600) if needed.
 
@@ -94,9 +100,13 @@ def acquire(path: str, text: bytes | None, *, attempts: int = 50) -> HeldLock | 
     removal). Returns None when another live process holds it. Retries
     briefly because a probe may hold a shared lock for a few microseconds,
     and re-opens when the file was unlinked between open and lock.
+    :class:`NotALockFile` when a FIFO, socket, device, link or directory is
+    at ``path``: it is never opened, followed or changed.
     """
     for attempt in range(attempts):
-        fd = open_tracked(path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o600)
+        fd, reason = entries.open_or_create_regular(path, 0o600, opener=open_tracked)
+        if fd is None:
+            raise NotALockFile(path, reason)
         try:
             if not _try_lock(fd, shared=False):
                 close_tracked(fd)

@@ -7,7 +7,9 @@ Inside it, a session held by another live process is refused
 taken for an instant (its text left alone) while the snapshot and the lock
 file's text move to the trash, so nobody can claim it half-way; then the
 lock file is deleted. A lock-less snapshot (the Rust agent's) younger than
-``stale_after_ms`` is running by the contract's rule and refused too.
+``stale_after_ms`` is running by the contract's rule and refused too; so
+is one with something that is not a regular file at its lock path (a
+FIFO, a link, a directory: never opened nor followed, and left there).
 
 Everything is keyed by the file *name*: a file whose content names another
 session, or that is no snapshot at all (corrupt, a link, a FIFO), is moved
@@ -72,21 +74,22 @@ def remove(store: "SnapshotStore", session_id: str, force: bool) -> bool:
             record = read_usable(path, session_id)
         except StorageError:
             record = None  # not a usable snapshot of this id: moved as the entry it is
-        transient = None
+        transient, foreign = None, False
         if not store.holds(session_id):
             had_lock_file = os.path.lexists(lock_path)
             try:  # an instant's lock: nobody claims it half-way; its text stays
                 transient = liveness.acquire(lock_path, None, attempts=1)
+            except liveness.NotALockFile:  # no lock file: judged by age; what is there stays (claims refuse it)
+                foreign, had_lock_file = True, False
             except OSError as exc:
                 raise StorageError("cannot lock session", lock_path, exc) from exc
-            if transient is None and not force:
+            if transient is None and not foreign and not force:
                 raise SessionRunning(session_id, liveness.read_info(lock_path))
-            if (
-                transient is not None and not had_lock_file and not force
-                and record is not None and not record["completed"] and store.running_by_age(record)
-            ):
-                _unlink_same(lock_path, transient)
-                transient.release()
+            young = record is not None and not record["completed"] and store.running_by_age(record)
+            if young and not had_lock_file and not force:  # no lock file: running by its age
+                if transient is not None:
+                    _unlink_same(lock_path, transient)
+                    transient.release()
                 raise SessionRunning(session_id, None)
             if transient is not None and not had_lock_file:
                 _unlink_same(lock_path, transient)  # ours, created just now: nothing to keep
@@ -100,7 +103,7 @@ def remove(store: "SnapshotStore", session_id: str, force: bool) -> bool:
         if transient is not None:
             _unlink_same(lock_path, transient)
             transient.release()
-        else:  # our own claim, or forced over a live holder: its text is in the trash
+        elif not foreign:  # our own claim, or forced over a live holder: its text is in the trash
             store._drop_lock(session_id)
         return True
 

@@ -19,7 +19,9 @@ file, ``.opendev-update.lock``, at an offset hashed from the session id:
 - the file is opened for each hold and closed after it: nothing stays open
   for writing (a file system with a file open for writing cannot be
   remounted read-only), and a directory deleted and re-created is simply
-  the new file next time.
+  the new file next time;
+- only a regular file is opened: a FIFO, link or directory there is never
+  opened nor followed (a :class:`StorageError` says what is there).
 
 Two bytes per id make a turnstile, so a process updating in a tight loop
 cannot starve another: everyone takes the *gate* byte, then the *main*
@@ -39,6 +41,7 @@ import struct
 import threading
 import time
 
+from .entries import open_or_create_regular
 from .errors import StorageError
 from .forksafe import close_tracked, open_tracked, set_owner
 
@@ -49,7 +52,6 @@ except ImportError:  # pragma: no cover - Windows: in-process serialisation only
 
 UPDATE_LOCK_NAME = ".opendev-update.lock"
 DEFAULT_TIMEOUT_S = 30.0
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None) if fcntl is not None else None
 _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK}
 
@@ -126,9 +128,11 @@ class UpdateLocks:
     def _open(self) -> int:
         if self.fd < 0:
             try:
-                fd = open_tracked(self.path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o600)
+                fd, reason = open_or_create_regular(self.path, 0o600, opener=open_tracked)
             except OSError as exc:
                 raise StorageError("cannot open the update lock", self.path, exc) from exc
+            if fd is None:
+                raise StorageError(f"the update lock is not a regular file ({reason}); remove it:", self.path)
             set_owner(fd, self)
             self.fd = fd
         return self.fd

@@ -10,6 +10,7 @@ the reader sees.
 
 from __future__ import annotations
 
+import math
 import re
 
 # C0 controls, DEL, C1 controls, and the bidi embedding/override/isolate
@@ -41,6 +42,35 @@ def printable(text: object, *, keep_layout: bool = False) -> str:
     if keep_layout:
         return _UNSAFE.sub(lambda m: m.group() if m.group() in _KEEP_LAYOUT else _escape(m), value)
     return _UNSAFE.sub(_escape, value)
+
+
+_MAX_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable_json(value: object, *, only_unencodable: bool = False, _depth: int = 0) -> object:
+    """A JSON value read from disk made safe to send and to show.
+
+    Every string, keys included, goes through :func:`printable`; with
+    ``only_unencodable`` only the strings holding a lone surrogate (which no
+    UTF-8 stream or terminal can write and strict JSON parsers refuse) do,
+    and the others stay data for the front doors to escape when they show
+    them (a notebook path with a bidi mark in its name still opens). A
+    non-finite number (``NaN``, ``1e400``) becomes its name, as JSON has
+    none; containers nested deeper than 32 levels become ``"..."``.
+    """
+    if isinstance(value, str):
+        return printable(value) if not only_unencodable or _SURROGATE.search(value) else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (dict, list)) and _depth >= _MAX_DEPTH:
+        return "..."
+    deeper = {"only_unencodable": only_unencodable, "_depth": _depth + 1}
+    if isinstance(value, dict):
+        return {printable_json(key, **deeper): printable_json(item, **deeper) for key, item in value.items()}
+    if isinstance(value, list):
+        return [printable_json(item, **deeper) for item in value]
+    return value
 
 
 def format_cost(usd: float) -> str:

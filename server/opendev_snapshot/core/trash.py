@@ -26,9 +26,10 @@ import time
 from dataclasses import dataclass
 
 from .durable import fsync_dir
-from .errors import StorageError
+from .errors import InvalidSnapshot, StorageError
 from .forksafe import close_tracked, open_tracked
 from .paths import SNAPSHOT_SUFFIX
+from .validation import check_session_id
 
 TRASH_NAME = ".trash"
 HOLDER_SUFFIX = ".holder"
@@ -49,8 +50,14 @@ class Entry:
 
     @property
     def session_id(self) -> str | None:
-        if self.name.endswith(SNAPSHOT_SUFFIX) and len(self.name) > len(SNAPSHOT_SUFFIX):
-            return self.name[: -len(SNAPSHOT_SUFFIX)]
+        """The id its name says, when that is a valid one (a name from disk:
+        not UTF-8, or with a control character, is no id and goes nowhere)."""
+        if self.name.endswith(SNAPSHOT_SUFFIX):
+            sid = self.name[: -len(SNAPSHOT_SUFFIX)]
+            try:
+                return check_session_id(sid)
+            except InvalidSnapshot:
+                return None
         return None
 
 

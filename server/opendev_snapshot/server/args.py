@@ -68,6 +68,14 @@ def run(args) -> int:
     cli_dir = getattr(args, "dir", None)
     if cli_dir is not None and not cli_dir:
         return _fail('--dir "" is empty: name a directory', 2)
+    token_file = getattr(args, "token_file", None)
+    if token_file is not None:
+        from .tcp import TcpConfigError, check_token_file
+
+        try:
+            check_token_file(token_file)
+        except TcpConfigError as exc:
+            return _fail(str(exc), 2)
     tcp = None
     if getattr(args, "tcp", False):
         from .tcp import TcpConfigError, check_host, make_token
@@ -82,8 +90,8 @@ def run(args) -> int:
             return _fail(str(exc), 2)
         if warning:
             print(f"opendev-snapshot: warning: {warning}", file=sys.stderr, flush=True)
-        tcp = (host, port, make_token(), getattr(args, "token_file", None))
-    elif getattr(args, "token_file", None) or getattr(args, "allow_remote", False):
+        tcp = (host, port, make_token(), token_file)
+    elif token_file is not None or getattr(args, "allow_remote", False):
         return _fail("--token-file and --allow-remote are for --tcp", 2)
 
     # Fork the pre-scan before pygls is imported (see prescan.py).

@@ -9,6 +9,8 @@
   (``error.data.holder``: the lock file's object), or a restore finds the
   id in place again;
 - anything else: ``-32603``, logged with its traceback; the server carries on.
+
+No message or data carries a lone surrogate or a raw control character.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from ..core.errors import (
     StorageError,
 )
 from ..core.holder import describe_holder
+from ..core.text import printable, printable_json
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,21 @@ def session_running(exc: SessionRunning) -> JsonRpcException:
 
 
 def to_rpc_error(exc: BaseException) -> JsonRpcException:
-    """Translate any exception raised by a handler."""
+    """Translate any exception raised by a handler.
+
+    Its message and data are made printable (:mod:`..core.text`): they can
+    carry text from disk (a file name that is not UTF-8, a holder object),
+    and one lone surrogate, sent as ``"\\ud800"``, makes a strict JSON
+    parser (Emacs, Neovim) drop the whole reply.
+    """
+    err = _translate(exc)
+    message, data = printable(err.message), printable_json(err.data)
+    if message != err.message or data != err.data:
+        err = type(err)(message=message, code=err.code, data=data)
+    return err
+
+
+def _translate(exc: BaseException) -> JsonRpcException:
     if isinstance(exc, JsonRpcException):
         return exc
     if isinstance(exc, InvalidSnapshot):

@@ -3,7 +3,8 @@
 - It binds ``127.0.0.1`` unless ``--host`` says otherwise, and an address
   that is not loopback also needs ``--allow-remote``.
 - Every connection must authenticate: a random token is made at start,
-  printed on stderr and written to ``--token-file`` (mode 0600); the
+  printed on stderr and written to ``--token-file`` (mode 0600, atomically
+  and durably; an empty name or a directory is refused at start); the
   client sends it as ``initializationOptions.token``.
 - pygls reads every connection (``run_async``), but until it has
   authenticated a :class:`GateProtocol` stands in for the server's: a
@@ -32,6 +33,10 @@ import logging
 import os
 import secrets
 import socket
+
+from ..core.durable import write_atomic
+from ..core.errors import StorageError
+from ..core.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +74,21 @@ def check_host(host: str, port: int, allow_remote: bool) -> str | None:
     )
 
 
+def check_token_file(path: str) -> None:
+    """Refuse a ``--token-file`` that cannot be a file: empty, or a directory."""
+    if not path.strip():
+        raise TcpConfigError('--token-file "" is empty: name a file (is a shell variable unset?)')
+    if os.path.isdir(path):
+        raise TcpConfigError(f"--token-file {printable(path)} is a directory: name a file")
+
+
 def write_token_file(path: str, token: str) -> None:
-    """Write the token to ``path`` with mode 0600, atomically (a reader never sees half of it)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    """Write the token to ``path`` with mode 0600 through the core's durable
+    write: a reader never sees half of it, a failure leaves no file, and a
+    link at ``path`` is replaced, never followed."""
+    directory, name = os.path.split(os.path.abspath(path))
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, token.encode("ascii") + b"\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise TcpConfigError(f"cannot write the token file {path}: {exc.strerror or exc}") from None
+        write_atomic(directory, name, token.encode("ascii") + b"\n", what="the token file")
+    except StorageError as exc:
+        why = exc.cause.strerror if isinstance(exc.cause, OSError) and exc.cause.strerror else exc
+        raise TcpConfigError(f"cannot write the token file {printable(path)}: {why}") from None
