@@ -344,6 +344,7 @@ def test_the_lock_text_follows_the_notebook_while_the_kernel_runs(setup):
     lock = store.lock_path(sid)
     info, ino = store.lock_info(sid), lock.stat().st_ino
     assert info["notebook"] == str(first)
+    assert store.list().sessions[0]["notebook"] == str(first)  # a long-lived reader (an editor's server)
 
     ok(kc, f"import os\nos.environ['JPY_SESSION_NAME'] = {str(renamed)!r}")  # what the front end now says
     after = store.lock_info(sid)
