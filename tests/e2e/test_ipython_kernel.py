@@ -4,7 +4,8 @@ SIGKILL leaves an interrupted session; the next kernel shows it (also when the
 extension is loaded from the IPython profile: at the first cell) and gives the
 dead kernel's code back from IPython's history; ``%reload_ext`` and
 ``autosave off`` never make a live kernel look interrupted; a forked child does
-not keep a killed kernel's session running; a clean shutdown completes.
+not keep a killed kernel's session running; a clean shutdown completes; the
+lock file's text follows the notebook when it is renamed.
 """
 
 from __future__ import annotations
@@ -329,3 +330,40 @@ def test_a_forked_child_does_not_keep_a_killed_kernels_session_running(setup):
     assert store.status_of(store.load(sid)) == "interrupted"
     [listing] = store.list(status="interrupted").sessions
     assert listing["session_id"] == sid and listing["kind"] == "ipython"
+
+
+@pytest.mark.timeout(180)
+def test_the_lock_text_follows_the_notebook_while_the_kernel_runs(setup):
+    """Renamed (or the kernel moved to another notebook): the next autosave rewrites the lock's text, lock kept."""
+    first, renamed = setup["project"] / "draft.ipynb", setup["project"] / "analysis-final.ipynb"
+    km, kc = setup["start"](JPY_SESSION_NAME=str(first))
+    ok(kc, "%load_ext opendev_snapshot")
+    sid = autosave_on(kc)
+    ok(kc, "a = 1")
+    store = SnapshotStore(setup["snap"])
+    lock = store.lock_path(sid)
+    info, ino = store.lock_info(sid), lock.stat().st_ino
+    assert info["notebook"] == str(first)
+    assert store.list().sessions[0]["notebook"] == str(first)  # a long-lived reader (an editor's server)
+
+    ok(kc, f"import os\nos.environ['JPY_SESSION_NAME'] = {str(renamed)!r}")  # what the front end now says
+    after = store.lock_info(sid)
+    assert after == {**info, "notebook": str(renamed)}  # same pid, host, startedMs, kind, history session
+    assert lock.stat().st_ino == ino
+    assert store.status_of(store.load(sid)) == "running"  # the lock was never let go
+    [listing] = store.list().sessions
+    assert listing["notebook"] == str(renamed)
+    with SnapshotStore(setup["snap"]) as other:  # nobody else can take it
+        assert other.claim(sid) is False
+
+    mtime = lock.stat().st_mtime_ns
+    ok(kc, "b = 2")  # nothing changed: the lock file is not written again
+    assert lock.stat().st_mtime_ns == mtime and store.lock_info(sid) == after
+
+    ok(kc, "get_ipython().history_manager.reset(new_session=True)")  # a new history session
+    newer = store.lock_info(sid)
+    assert newer["historySession"] == info["historySession"] + 1 and newer["notebook"] == str(renamed)
+
+    kill(km, kc)
+    assert store.status_of(store.load(sid)) == "interrupted"
+    assert store.lock_info(sid)["notebook"] == str(renamed)  # what the next kernel shows

@@ -169,6 +169,8 @@ def test_load_shows_interrupted_sessions_in_each_kinds_words(shell, env):
     assert "$1,234.50" in agent_line and "1h" in agent_line
     header = next(line for line in text.splitlines() if line.startswith("SESSION") and "NOTEBOOK" in line)
     assert "CELLS RUN" in header and "COST" not in header and "MESSAGES" not in header
+    # "cells" next to "cells run" read as the same thing: these are the last ones the snapshot holds
+    assert "LAST CELLS" in header and '<th style="text-align:left">last cells</th>' in html
     for absent in ("elsewhere", "finished", "alive"):
         assert absent not in text and absent not in html
     assert "<table" in html and "<code>%opendev recover ipykernel-3f2a91</code>" in html
@@ -660,7 +662,7 @@ def test_discard_moves_to_the_trash_and_restore_brings_it_back(shell, env, loade
     seed(env, "ipykernel-crashed1", env["proj"], results=2, kind="ipython", notebook="/w/a.ipynb")
     with capture_output() as cap:
         shell.run_line_magic("opendev", "discard ipykernel-cr")
-    assert "moved session ipykernel-crashed1 to the trash" in cap.stdout
+    assert "moved session ipykernel-crashed1 (a.ipynb) to the trash" in cap.stdout  # which notebook it was
     assert "undo: %opendev restore ipykernel-cras" in cap.stdout
     other = reader(env)
     assert other.load("ipykernel-crashed1") is None
@@ -668,7 +670,7 @@ def test_discard_moves_to_the_trash_and_restore_brings_it_back(shell, env, loade
     assert isinstance(trash, TrashTable) and "a.ipynb" in str(trash) and "%opendev restore" in str(trash)
     with capture_output() as cap:
         shell.run_line_magic("opendev", "restore ipykernel-cr")
-    assert "restored session ipykernel-crashed1 (interrupted)" in cap.stdout
+    assert "restored session ipykernel-crashed1 (a.ipynb, interrupted)" in cap.stdout
     assert "%opendev recover ipykernel-cras" in cap.stdout
     record = other.load("ipykernel-crashed1")
     assert len(record["last_tool_results"]) == 2 and other.status_of(record) == "interrupted"

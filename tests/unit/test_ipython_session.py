@@ -111,3 +111,32 @@ def test_kernel_session_complete(tmp_path):
     ks.save(5)  # saving again revives it
     assert store.load("k2")["completed"] is False
     assert ks.held
+
+
+def test_every_write_brings_the_lock_text_up_to_date_and_a_broken_holder_never_costs_a_save(tmp_path):
+    now = {"kind": "ipython", "notebook": "/p/a.ipynb", "historySession": 1}
+    store = SnapshotStore(tmp_path, holder_info=dict(now))
+    calls = []
+
+    def holder():
+        calls.append(1)
+        if now is None:
+            raise RuntimeError("front end gone")
+        return dict(now)
+
+    ks = sess.KernelSession(store, "k1", "/proj", holder=holder)
+    try:
+        ks.record_cell(1, "a = 1", "ok", True)
+        assert store.lock_info("k1")["notebook"] == "/p/a.ipynb"
+        now["notebook"] = "/p/b.ipynb"
+        ks.record_cell(2, "b = 2", "ok", True)
+        assert store.lock_info("k1")["notebook"] == "/p/b.ipynb" and ks.held
+        now["historySession"] = 2
+        ks.save(2)
+        assert store.lock_info("k1")["historySession"] == 2
+        now = None
+        ks.record_cell(3, "c = 3", "ok", True)  # saved all the same, the text as it was
+        assert store.load("k1")["message_count"] == 3 and store.lock_info("k1")["notebook"] == "/p/b.ipynb"
+        assert len(calls) == 4
+    finally:
+        store.close()

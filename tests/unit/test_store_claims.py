@@ -205,3 +205,60 @@ def test_a_running_session_with_hostile_holder_text_is_refused_with_printable_te
     assert "\x1b" not in str(info.value) and "\\ud800evil\\e[31m" in str(info.value)
     assert str(SessionRunning("h", {"pid": 1, "host": "box\x1b[2J"})).count("box\\e[2J") == 1
     assert store.lock_holder("h")["host"] == "\\ud800evil\\e[31m"
+
+
+# ------------------------------------------------- the lock text follows its holder
+def test_set_holder_info_rewrites_the_held_lock_in_place_and_keeps_it(snapshot_dir, peer):
+    info = {"kind": "ipython", "notebook": "/p/a.ipynb", "historySession": 3}
+    store = SnapshotStore(snapshot_dir, holder_info=info)
+    try:
+        store.save(rec("s"), claim=True)
+        lock = snapshot_dir / f"s{LOCK}"
+        before, ino = parse_holder(lock.read_bytes()), lock.stat().st_ino
+        assert store.set_holder_info({**info, "notebook": "/p/renamed.ipynb"}) == ["s"]
+        after = parse_holder(lock.read_bytes())
+        assert after == {**before, "notebook": "/p/renamed.ipynb"}  # pid, host, startedMs, kind kept
+        assert lock.stat().st_ino == ino and store.holds("s")  # the same file, still ours
+        assert store.list().sessions[0]["status"] == RUNNING
+        assert peer.call("claim", session_id="s") is False  # another process still cannot take it
+        assert store.lock_info("s")["notebook"] == "/p/renamed.ipynb"
+        assert store.list().sessions[0]["notebook"] == "/p/renamed.ipynb"
+        # a shorter text leaves no tail of the longer one
+        assert store.set_holder_info({"kind": "ipython", "notebook": "/x"}) == ["s"]
+        assert json.loads(lock.read_text()) == {k: before[k] for k in ("pid", "host", "startedMs")} | {
+            "kind": "ipython", "notebook": "/x"}
+        # later claims use the new text
+        store.save(rec("t"), claim=True)
+        assert store.lock_info("t")["notebook"] == "/x"
+    finally:
+        store.close()
+    assert peer.call("claim", session_id="s") is True  # released by close, as before
+
+
+def test_set_holder_info_unchanged_writes_nothing(snapshot_dir):
+    info = {"kind": "ipython", "notebook": "/p/a.ipynb", "historySession": 3}
+    store = SnapshotStore(snapshot_dir, holder_info=info)
+    try:
+        store.save(rec("s"), claim=True)
+        lock = snapshot_dir / f"s{LOCK}"
+        os.utime(lock, ns=(1_000_000_000, 1_000_000_000))
+        assert store.set_holder_info(dict(info)) == []
+        assert lock.stat().st_mtime_ns == 1_000_000_000
+        assert store.holder_info == info
+    finally:
+        store.close()
+
+
+def test_set_holder_info_never_touches_a_lock_it_no_longer_holds(snapshot_dir):
+    store = SnapshotStore(snapshot_dir, holder_info={"kind": "ipython", "notebook": "/a"})
+    try:
+        store.save(rec("s"), claim=True)
+        store.mark_completed("s")  # deletes the lock file
+        store.save(rec("r"), claim=True)
+        store.release("r")  # keeps the lock file: interrupted
+        text = (snapshot_dir / f"r{LOCK}").read_bytes()
+        assert store.set_holder_info({"kind": "ipython", "notebook": "/b"}) == []
+        assert not (snapshot_dir / f"s{LOCK}").exists()
+        assert (snapshot_dir / f"r{LOCK}").read_bytes() == text
+    finally:
+        store.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 from . import liveness
 from .errors import StorageError
@@ -30,6 +31,7 @@ class Claims:
         self._dir = directory
         self.holder_info = holder_info
         self._held: dict[str, liveness.HeldLock] = {}
+        self._started: dict[str, int] = {}  # session id -> startedMs its lock text says
 
     def lock_path(self, session_id: str) -> str:
         return os.path.join(self._dir, session_id + LOCK_SUFFIX)
@@ -43,8 +45,9 @@ class Claims:
             held.release()
             del self._held[session_id]
         path = self.lock_path(session_id)
+        started = time.time_ns() // 1_000_000
         try:
-            lock = liveness.acquire(path, holder_text(self.holder_info))
+            lock = liveness.acquire(path, holder_text(self.holder_info, started_ms=started))
         except liveness.NotALockFile as exc:
             raise StorageError(
                 f"cannot claim session {session_id!r}: its lock path holds no lock file ({exc.reason}); "
@@ -56,10 +59,33 @@ class Claims:
         if lock is None:
             return False
         self._held[session_id] = lock
+        self._started[session_id] = started
         return True
+
+    def set_holder_info(self, info: dict) -> list:
+        """Use ``info`` from now on, and rewrite the text of every lock held, in place.
+
+        Nothing is written when ``info`` is what the locks already say. The
+        locks stay held (:func:`.liveness.rewrite`); each keeps its ``startedMs``.
+        Returns the session ids whose lock text was rewritten.
+        """
+        info = dict(info)
+        if info == self.holder_info:
+            return []
+        self.holder_info = info
+        rewritten = []
+        for session_id, lock in sorted(self._held.items()):
+            text = holder_text(info, started_ms=self._started.get(session_id))
+            try:
+                if liveness.rewrite(lock, text):
+                    rewritten.append(session_id)
+            except OSError as exc:  # the text is for display: a failed rewrite never costs the lock
+                logger(__name__).warning("cannot rewrite lock file %s: %s", lock.path, exc)
+        return rewritten
 
     def release(self, session_id: str) -> bool:
         held = self._held.pop(session_id, None)
+        self._started.pop(session_id, None)
         if held is None:
             return False
         held.release()
@@ -85,6 +111,7 @@ class Claims:
         """
         path = self.lock_path(session_id)
         held = self._held.pop(session_id, None)
+        self._started.pop(session_id, None)
         try:
             if held is not None:
                 if held.still_linked():
@@ -104,3 +131,4 @@ class Claims:
     def forget_after_fork(self) -> None:
         """In a forked child: the fds are closed already; nothing is held."""
         self._held.clear()
+        self._started.clear()

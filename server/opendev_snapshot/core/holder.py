@@ -25,9 +25,14 @@ def _hostname() -> str:
         return os.environ.get("COMPUTERNAME", "unknown")
 
 
-def holder_text(info: dict | None = None) -> bytes:
-    """The lock file's text: ``{pid, host, startedMs, kind}`` plus ``info``."""
-    obj = {"pid": os.getpid(), "host": _hostname(), "startedMs": time.time_ns() // 1_000_000, "kind": "opendev"}
+def holder_text(info: dict | None = None, *, started_ms: int | None = None) -> bytes:
+    """The lock file's text: ``{pid, host, startedMs, kind}`` plus ``info``.
+
+    ``started_ms`` is when the lock was taken (now when None): a rewrite of a
+    held lock's text keeps the time of its claim.
+    """
+    started = time.time_ns() // 1_000_000 if started_ms is None else int(started_ms)
+    obj = {"pid": os.getpid(), "host": _hostname(), "startedMs": started, "kind": "opendev"}
     for key, value in (info or {}).items():
         if key not in ("pid", "host", "startedMs"):
             obj[key] = value

@@ -8,9 +8,10 @@ dies, which is what turns a session from ``running`` into ``interrupted``.
 Holders open the file read-write and probes read-only, so a watcher using
 inotify's ``IN_CLOSE_WRITE`` sees a holder go away and never its own probes.
 
-The lock file's text (:mod:`.holder`) is rewritten only by a claim: a
-removal or cleanup that takes the lock for an instant (``acquire(path,
-None)``) leaves it as it is. Lock fds are closed in forked children
+The lock file's text (:mod:`.holder`) is written by a claim, and rewritten
+in place by its holder only (:func:`rewrite`, the lock kept): a removal or
+cleanup that takes the lock for an instant (``acquire(path, None)``) leaves
+it as it is. Lock fds are closed in forked children
 (:mod:`.forksafe`).
 """
 
@@ -125,8 +126,7 @@ def acquire(path: str, text: bytes | None, *, attempts: int = 50) -> HeldLock | 
             if st.st_mode & 0o777 != 0o600 and hasattr(os, "fchmod"):
                 os.fchmod(fd, 0o600)
             if text is not None:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, text, 0) if hasattr(os, "pwrite") else os.write(fd, text)
+                _write_text(fd, text)
             held = HeldLock(fd, path, st.st_ino)
             set_owner(fd, held)
             return held
@@ -137,6 +137,29 @@ def acquire(path: str, text: bytes | None, *, attempts: int = 50) -> HeldLock | 
                 pass
             raise
     return None
+
+
+def _write_text(fd: int, text: bytes) -> None:
+    """Replace the file's content with ``text`` through ``fd`` (new text first, then the cut)."""
+    if hasattr(os, "pwrite"):
+        os.pwrite(fd, text, 0)
+    else:  # pragma: no cover - Windows
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, text)
+    os.ftruncate(fd, len(text))
+
+
+def rewrite(lock: HeldLock, text: bytes) -> bool:
+    """Replace the text of a lock this process holds, in place: the lock stays held.
+
+    The file is never reopened nor unlocked (a reopen and close would drop a
+    POSIX lock). False, nothing written, when the lock is no longer ours or
+    no longer the file at its path (lost to a fork, unlinked by a completion).
+    """
+    if not lock.still_linked():
+        return False
+    _write_text(lock.fd, text)
+    return True
 
 
 def _open(path: str) -> tuple:

@@ -225,6 +225,23 @@ class SnapshotStore:
         """True while this store holds the session's lock."""
         return self._claims.holds(session_id)
 
+    @property
+    def holder_info(self) -> dict:
+        """What this store writes into the lock files it claims (a copy)."""
+        return dict(self._claims.holder_info)
+
+    def set_holder_info(self, info: dict) -> list:
+        """Claim with ``info`` from now on and rewrite the held locks' text in place.
+
+        For a holder whose description changes while it runs (a kernel whose
+        notebook was renamed). A no-op when ``info`` is unchanged; the locks stay
+        held and keep their ``startedMs``. Returns the session ids rewritten.
+        """
+        if not isinstance(info, dict):
+            raise TypeError("holder_info must be a dict")
+        with self._mutex:
+            return self._claims.set_holder_info(info)
+
     def _drop_lock(self, session_id: str, *, only_if_unlocked: bool = False) -> None:
         self._claims.drop(session_id, only_if_unlocked=only_if_unlocked)
 

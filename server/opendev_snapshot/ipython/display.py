@@ -112,7 +112,9 @@ def describe_holder(holder: object) -> str:
 
 
 # ------------------------------------------------------------------ tables
-IPYTHON_COLUMNS = ("session", "status", "notebook", "cells run", "cells", "age", "recover")
+# "last cells": the In[...] the snapshot holds (its last max_tool_results), next to "cells run";
+# recover gives back every cell from the history, not only these
+IPYTHON_COLUMNS = ("session", "status", "notebook", "cells run", "last cells", "age", "recover")
 OPENDEV_COLUMNS = ("session", "status", "age", "messages", "results", "cost", "project")
 
 
@@ -122,7 +124,7 @@ def ipython_row(listing: dict, short: str, now: int, own: bool = False) -> dict:
         "status": listing.get("status", ""),
         "notebook": notebook_name(listing.get("notebook")),
         "cells run": str(listing["message_count"]),
-        "cells": cell_range(listing),
+        "last cells": cell_range(listing),
         "age": format_age(now - listing["snapshot_timestamp_ms"]),
         "recover": "(this kernel)" if own else f"%opendev recover {short}",
     }

@@ -149,7 +149,8 @@ class KernelState:
 
     def kernel_session(self, store: SnapshotStore) -> KernelSession:
         if self.session is None or self.session.store is not store:
-            self.session = KernelSession(store, kernel_session_id(self.shell), os.getcwd())
+            self.session = KernelSession(store, kernel_session_id(self.shell), os.getcwd(),
+                                         holder=lambda: holder_info(self.shell))
         return self.session
 
     @property

@@ -328,6 +328,7 @@ class OpendevMagics(Magics):
         store = self.store
         session_id = store.resolve_id(args.args[0])
         own = session_id == self._own_id()
+        notebook = (store.lock_info(session_id) or {}).get("notebook")
         if own:
             self.state.disable_autosave()
         if not store.remove(session_id):
@@ -335,7 +336,8 @@ class OpendevMagics(Magics):
         if own and self.state.session is not None:
             self.state.session.forget()
         short = self._short(session_id, in_trash=True)
-        print(f"opendev: moved session {session_id} to the trash" + ("; autosave off" if own else "")
+        name = f" ({printable(notebook_name(notebook))})" if isinstance(notebook, str) and notebook else ""
+        print(f"opendev: moved session {session_id}{name} to the trash" + ("; autosave off" if own else "")
               + f" (undo: %opendev restore {short})")
 
     def _cmd_restore(self, args):
@@ -345,10 +347,13 @@ class OpendevMagics(Magics):
         except SessionNotFound as exc:  # nothing in the trash by that id or prefix
             raise NotInTrash(args.args[0]) from exc
         listing = store.restore(session_id)
-        status = listing.get("status", "") if isinstance(listing, dict) else ""
+        listing = listing if isinstance(listing, dict) else {}
+        notebook = listing.get("notebook")
+        about = [printable(notebook_name(notebook))] if isinstance(notebook, str) and notebook else []
+        about += [listing["status"]] if listing.get("status") else []
         short = self._short(session_id)
-        tail = f"; its code: %opendev recover {short}" if isinstance(listing, dict) and listing.get("kind") == "ipython" else ""
-        print(f"opendev: restored session {session_id}" + (f" ({status})" if status else "") + tail)
+        tail = f"; its code: %opendev recover {short}" if listing.get("kind") == "ipython" else ""
+        print(f"opendev: restored session {session_id}" + (f" ({', '.join(about)})" if about else "") + tail)
 
     def _cmd_trash(self, args):
         return TrashTable(self.store.list_trash())

@@ -7,6 +7,7 @@ The magics in :mod:`.magics` only parse arguments and call into this.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ DEFAULT_MAX_TOOL_RESULTS = 10
 DEFAULT_PREVIEW_CHARS = 500
 _INVALID = re.compile(r"[^A-Za-z0-9._-]")
 _process_id: tuple[int, str] | None = None
+log = logging.getLogger(__name__)
 
 
 def sanitize_session_id(text: str) -> str:
@@ -118,11 +120,12 @@ class KernelSession:
     the snapshot as it is there, so another writer's update is never lost.
     """
 
-    def __init__(self, store: SnapshotStore, session_id: str, project_dir: str) -> None:
+    def __init__(self, store: SnapshotStore, session_id: str, project_dir: str, holder=None) -> None:
         self.store = store
         self.session_id = session_id
         self.project_dir = project_dir
         self.saved = False  # written at least once by this kernel
+        self.holder = holder  # () -> the lock file's object now (the notebook may have been renamed)
 
     @property
     def held(self) -> bool:
@@ -132,12 +135,26 @@ class KernelSession:
     def path(self) -> str:
         return str(self.store.snapshot_path(self.session_id))
 
+    def _refresh_holder(self) -> None:
+        """Make the lock's text say what the kernel is now (written only when that changed).
+
+        Before the snapshot is written, so a reader that re-reads the session
+        because its snapshot changed also sees the new text.
+        """
+        if self.holder is None:
+            return
+        try:
+            self.store.set_holder_info(self.holder())
+        except Exception as exc:  # display text only: never a reason to lose a save
+            log.debug("cannot refresh the lock text of %s: %s", self.session_id, exc)
+
     def _claim(self) -> None:
         if not self.store.holds(self.session_id) and not self.store.claim(self.session_id):
             raise SessionRunning(self.session_id, self.store.lock_info(self.session_id))
 
     def _write(self, change) -> dict:
         """Apply ``change(record)`` to the snapshot on disk (or to a new one), holding the lock."""
+        self._refresh_holder()
         self._claim()
 
         def apply(record: dict) -> None:
