@@ -94,8 +94,20 @@ class SnapshotStore:
         whether this store holds the lock after the call.
         """
         clean = self._prepare(record)
+        try:
+            return self._save(clean, claim, force)
+        except StorageError:
+            # Not stat-ed before every save: a save that fails where the
+            # directory is missing (the first one, or one removed since)
+            # makes it (mode 0700) and tries once more; a file in its place
+            # is refused here with ensure_dir's own words.
+            if os.path.isdir(self._dir):
+                raise
+            self.ensure_dir()
+            return self._save(clean, claim, force)
+
+    def _save(self, clean: dict, claim: bool, force: bool) -> dict:
         session_id = clean["session_id"]
-        self.ensure_dir()
         with self._mutex, self._updates.hold(session_id):
             if claim:
                 claimed = self._claims.claim(session_id)

@@ -1,0 +1,98 @@
+"""The save path's system calls: only what durability and the locks need.
+
+A save is ~0.5 ms of fsync on a good disk, and every extra call (and the
+Python around it, run with caches a fsync has let other processes cool)
+shows in ``bench/README.md``'s ratio against a raw durable write. The
+directory is not ``stat``-ed before each save (it is created when a save
+finds it missing), temporary names need no random bytes or pid lookup per
+save, and none of that changes what a save does with a missing directory,
+a removed one or a file in its place.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from opendev_snapshot.core import SnapshotStore, new_record
+from opendev_snapshot.core import durable
+from opendev_snapshot.core.errors import StorageError
+
+
+def rec(sid: str = "s") -> dict:
+    return new_record(sid, "/p")
+
+
+def test_first_save_creates_missing_parents_0700(tmp_path):
+    directory = tmp_path / "a" / "b" / "snaps"
+    with SnapshotStore(directory) as store:
+        store.save(rec(), claim=True)
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert (directory / "s_session_snapshot.json").is_file()
+
+
+@pytest.mark.parametrize("claim", [False, True])
+def test_save_after_the_directory_was_removed_makes_it_again(tmp_path, claim):
+    directory = tmp_path / "snaps"
+    with SnapshotStore(directory) as store:
+        store.save(rec("one"))
+        for name in os.listdir(directory):
+            os.unlink(directory / name)
+        os.rmdir(directory)
+        out = store.save(rec("two"), claim=claim)
+        assert out["claimed"] is claim
+        assert sorted(n for n in os.listdir(directory) if not n.startswith(".")) == (
+            ["two_session_snapshot.json", "two_session_snapshot.lock"] if claim else ["two_session_snapshot.json"]
+        )
+
+
+def test_save_into_a_file_says_so_and_leaves_it(tmp_path):
+    path = tmp_path / "snaps"
+    path.write_text("not a directory")
+    with SnapshotStore(path) as store:
+        with pytest.raises(StorageError, match="not a directory"):
+            store.save(rec())
+    assert path.read_text() == "not a directory"
+
+
+def test_a_save_into_an_existing_directory_makes_no_extra_calls(tmp_path, monkeypatch):
+    directory = tmp_path / "snaps"
+    with SnapshotStore(directory) as store:
+        store.save(rec(), claim=True)
+        seen = []
+        real_stat = os.stat
+
+        def counting_stat(path, *a, **k):
+            seen.append(os.fspath(path))
+            return real_stat(path, *a, **k)
+
+        def refuse(*a, **k):
+            raise AssertionError("a system call per save that is not needed")
+
+        monkeypatch.setattr(os, "stat", counting_stat)
+        monkeypatch.setattr(os, "urandom", refuse)
+        monkeypatch.setattr(os, "getpid", refuse)
+        for _ in range(3):
+            store.save(rec(), claim=True)
+        monkeypatch.undo()
+        assert str(directory) not in seen
+    assert len({durable.temp_name("x") for _ in range(1000)}) == 1000
+
+
+def test_temporary_names_differ_in_a_forked_child(tmp_path):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.write(write, durable.temp_name("x").encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_name = os.read(read, 200).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    mine = durable.temp_name("x")
+    assert child_name != mine and child_name.startswith(".x.") and child_name.endswith(".tmp")
+    assert f".{pid}-" in child_name and f".{os.getpid()}-" in mine
