@@ -96,3 +96,49 @@ def test_temporary_names_differ_in_a_forked_child(tmp_path):
     mine = durable.temp_name("x")
     assert child_name != mine and child_name.startswith(".x.") and child_name.endswith(".tmp")
     assert f".{pid}-" in child_name and f".{os.getpid()}-" in mine
+
+
+# ------------------------------------------ a watched store's own writes
+def _count_decodes(monkeypatch) -> list:
+    from opendev_snapshot.core import cache
+
+    calls = []
+    real = cache.codec.decode
+
+    def counting(data):
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(cache.codec, "decode", counting)
+    return calls
+
+
+def test_a_watched_store_does_not_parse_again_what_it_just_saved(tmp_path, monkeypatch):
+    directory = tmp_path / "snaps"
+    with SnapshotStore(directory, watch=True) as store:
+        store.save(rec("a"))
+        assert [s["session_id"] for s in store.list().sessions] == ["a"]  # scanned
+        decodes = _count_decodes(monkeypatch)
+        r = rec("a")
+        r["message_count"] = 7
+        r["last_tool_results"] = [{"tool_name": "t", "call_id": "c", "output_preview": "key AKIAABCDEFGHIJKLMNOP", "success": True}]
+        store.save(r, claim=True)
+        [listed] = store.list().sessions  # the change feed reports the save: the record written is taken as it is
+        assert decodes == []
+        assert listed["message_count"] == 7
+        assert listed["last_tool_results"][0]["output_preview"] == "key [REDACTED:aws-access-key-id]"
+
+
+def test_a_file_changed_after_our_save_is_parsed_as_it_is_now(tmp_path, monkeypatch):
+    directory = tmp_path / "snaps"
+    with SnapshotStore(directory, watch=True) as store:
+        store.save(rec("a"))
+        store.list()
+        decodes = _count_decodes(monkeypatch)
+        store.save(rec("a"))
+        other = rec("a")
+        other["message_count"] = 99
+        with SnapshotStore(directory) as writer:  # another process' save, before our store looks
+            writer.save(other)
+        [listed] = store.list().sessions
+        assert listed["message_count"] == 99 and len(decodes) == 1

@@ -115,7 +115,7 @@ class SnapshotStore:
                     raise SessionRunning(session_id, liveness.read_info(self._lock(session_id)))
             else:
                 claimed = self.holds(session_id)
-            path = self._write(clean)
+            path = self._write(clean, remember=True)
         return {"session_id": session_id, "path": path, "snapshot_timestamp_ms": clean["snapshot_timestamp_ms"], "claimed": claimed}
 
     def _prepare(self, record: dict) -> dict:
@@ -125,15 +125,24 @@ class SnapshotStore:
                 item["output_preview"] = redact(item["output_preview"])
         return clean
 
-    def _write(self, clean: dict) -> str:
-        """Encode a record ``_prepare`` validated (once: not again) and write it durably."""
+    def _write(self, clean: dict, *, remember: bool = False) -> str:
+        """Encode a record ``_prepare`` validated (once: not again) and write it durably.
+
+        ``remember``: ``clean`` is ours alone (``save`` hands it to nobody), so
+        the listing view may keep it as the record of the file just written
+        instead of parsing that file again when the change feed reports it.
+        """
         data = codec.encode_record(clean)
         if len(data) > MAX_ENCODED_BYTES:
             raise InvalidSnapshot(
                 "last_tool_results" if clean["last_tool_results"] else "project_dir",
                 f"snapshot encodes to {len(data)} bytes, over the 1 MiB limit",
             )
-        return write_atomic(self._dir, clean["session_id"] + SNAPSHOT_SUFFIX, data, what="snapshot")
+        name = clean["session_id"] + SNAPSHOT_SUFFIX
+        path = write_atomic(self._dir, name, data, what="snapshot")
+        if remember:
+            self._catalog.wrote(name, data, clean)
+        return path
 
     def update(self, session_id: str, fn: Callable[[dict], object]) -> dict:
         """Load, ``fn(record)`` (mutates it), save: serialised across processes."""
