@@ -212,7 +212,7 @@ def take_stdio() -> tuple[int, int]:
 
 async def serve_stdio(server: SnapshotServer, in_fd: int, out_fd: int) -> int:
     stream = await stdin_reader(in_fd)
-    if stream is None:  # not a pipe (a file, say): pygls' own executor-based reader
+    if stream is None:  # not pollable (a file, /dev/null): pygls' own executor-based reader
         stream = StdinAsyncReader(os.fdopen(in_fd, "rb", closefd=False))
     writer = StdoutWriter(os.fdopen(out_fd, "wb"))  # closed by pygls' ``exit``: the client sees EOF at once
     server.protocol.set_writer(writer)
