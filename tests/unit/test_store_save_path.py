@@ -142,3 +142,20 @@ def test_a_file_changed_after_our_save_is_parsed_as_it_is_now(tmp_path, monkeypa
             writer.save(other)
         [listed] = store.list().sessions
         assert listed["message_count"] == 99 and len(decodes) == 1
+
+
+def test_an_update_is_validated_once_and_its_answer_is_the_callers_own(tmp_path, monkeypatch):
+    directory = tmp_path / "snaps"
+    with SnapshotStore(directory, watch=True) as store:
+        store.save(rec("a"), claim=True)
+        store.list()
+        decodes = _count_decodes(monkeypatch)
+        store.record_tool_result("a", {"tool_name": "t", "call_id": "c1", "output_preview": "one", "success": True})
+        answer = store.update("a", lambda r: r.update(message_count=5))
+        [listed] = store.list().sessions
+        assert len(decodes) == 2  # each update's own load; the change feed's report parses nothing again
+        answer["last_tool_results"][0]["output_preview"] = "changed by the caller"
+        answer["last_tool_results"].append({"x": 1})
+        [again] = store.list().sessions
+        assert listed["message_count"] == again["message_count"] == 5
+        assert again["last_tool_results"] == [{"tool_name": "t", "call_id": "c1", "output_preview": "one", "success": True}]

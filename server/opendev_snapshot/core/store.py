@@ -128,9 +128,10 @@ class SnapshotStore:
     def _write(self, clean: dict, *, remember: bool = False) -> str:
         """Encode a record ``_prepare`` validated (once: not again) and write it durably.
 
-        ``remember``: ``clean`` is ours alone (``save`` hands it to nobody), so
-        the listing view may keep it as the record of the file just written
-        instead of parsing that file again when the change feed reports it.
+        ``remember``: ``clean`` is ours alone (``save`` hands it to nobody,
+        ``update`` a copy), so the listing view may keep it as the record of
+        the file just written instead of parsing that file again when the
+        change feed reports it.
         """
         data = codec.encode_record(clean)
         if len(data) > MAX_ENCODED_BYTES:
@@ -155,8 +156,9 @@ class SnapshotStore:
             if record.get("session_id") != session_id:
                 raise InvalidSnapshot("session_id", "an update cannot change the session id")
             clean = self._prepare(record)
-            self._write(clean)
-            return clean
+            self._write(clean, remember=True)
+            # the listing view keeps ``clean``: the caller gets its own copy
+            return {**clean, "last_tool_results": [dict(item) for item in clean["last_tool_results"]]}
 
     def record_tool_result(self, session_id: str, entry: dict, *, max_entries: int = 10, preview_chars: int = 500) -> int:
         """Append a tool result (preview redacted, then cut), re-stamp, save; returns count."""
