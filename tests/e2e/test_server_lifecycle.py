@@ -207,3 +207,28 @@ async def test_bad_log_file_is_one_line_and_exit_1(snapshot_dir, tmp_path):
     out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 1 and out == b""
     assert err.decode().startswith("opendev-snapshot: cannot open log file") and err.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("source", ["devnull", "regular-file"])
+async def test_stdin_that_cannot_be_polled_reads_to_its_end(snapshot_dir, tmp_path, source):
+    """``serve < /dev/null`` (or a file): epoll refuses such a descriptor, so the
+    loop's pipe reader never saw the end of input and the server hung; it
+    reads it with pygls' own reader instead and ends (exit 1: no shutdown)."""
+    if source == "devnull":
+        stdin = open(os.devnull, "rb")
+    else:
+        f = tmp_path / "input"
+        f.write_bytes(b"")
+        stdin = open(f, "rb")
+    proc = await asyncio.create_subprocess_exec(
+        *server_command(), stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=server_env(snapshot_dir))
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 30)  # a hang detector, not a speed limit
+    finally:
+        stdin.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 1 and out == b""
+    assert b"Traceback" not in err and b"Operation not permitted" not in err

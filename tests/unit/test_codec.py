@@ -282,3 +282,48 @@ def test_round_trip_is_exact(record):
     # Independent check of the layout: the standard library parses it to the same value.
     assert json.loads(data) == record
     assert not data.endswith(b"\n")
+
+
+# ------------------------------------------- the plain tool result fast path
+_TOOL = {"tool_name": "bash", "call_id": "c1", "output_preview": "ok", "success": True}
+
+
+class _Str(str):
+    pass
+
+
+class _Dict(dict):
+    pass
+
+
+@pytest.mark.parametrize(
+    "item, field",
+    [
+        ({**_TOOL, "success": 1}, "last_tool_results[1].success"),
+        ({**_TOOL, "tool_name": _Str("bash")}, "last_tool_results[1].tool_name"),
+        ({**_TOOL, "call_id": None}, "last_tool_results[1].call_id"),
+        ({**_TOOL, "output_preview": "caf\udce9"}, "last_tool_results[1].output_preview"),
+        ({k: v for k, v in _TOOL.items() if k != "success"}, "last_tool_results[1].success"),
+        (["bash", "c1", "ok", True], "last_tool_results[1]"),
+    ],
+    ids=["int-success", "str-subclass", "null-call-id", "lone-surrogate", "missing", "array"],
+)
+def test_tool_results_refused_by_name_whatever_path(item, field, tmp_path):
+    record = {"session_id": "s", "message_count": 0, "last_tool_results": [dict(_TOOL), item],
+              "snapshot_timestamp_ms": 1, "completed": False, "project_dir": "/p", "cost_usd": 0.0}
+    with pytest.raises(InvalidSnapshot) as info:
+        encode(record)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    "item",
+    [_Dict(_TOOL), {**_TOOL, "output_preview": "café ✓ \u2028 \x00 \"q\" \\"}, {**_TOOL, "extra": 1}],
+    ids=["dict-subclass", "non-ascii-and-escapes", "extra-key-dropped"],
+)
+def test_tool_results_accepted_whatever_path(item):
+    record = {"session_id": "s", "message_count": 0, "last_tool_results": [item],
+              "snapshot_timestamp_ms": 1, "completed": False, "project_dir": "/p", "cost_usd": 0.0}
+    data = encode(record)
+    assert json.loads(data)["last_tool_results"] == [{k: item[k] for k in _TOOL}]
+    assert decode(data)["last_tool_results"] == [{k: item[k] for k in _TOOL}]

@@ -50,6 +50,9 @@ def mismatch_reason(session_id: str) -> str:
     return f"session_id {session_id!r} differs from its file name"
 
 
+OWN_WRITES_KEPT = 16  # sessions a store saves between two looks at its directory, at most
+
+
 class ListingCache:
     """Per-name knowledge of one directory (see the module docstring)."""
 
@@ -69,8 +72,29 @@ class ListingCache:
         self.table = dirscan.KeyTable(directory)  # ``keys`` again, in lists a pass runs over
         self.version = 0  # changes whenever what is known of a session changes
         self.unverified = False  # keys adopted from the index, not yet compared in full
+        self.own: dict = {}  # name -> (bytes, record) of this store's last saves (see wrote)
 
     # ---------------------------------------------------------------- state
+    def wrote(self, name: str, data: bytes, record: dict) -> None:
+        """This store just wrote ``data`` (the validated ``record``) to ``name``.
+
+        When the change feed (or a pass) then reports the name, the file is
+        still read, but when its bytes are exactly these the record is taken
+        as it is instead of parsed and validated again: a save is validated
+        once. Kept for the last :data:`OWN_WRITES_KEPT` names.
+        """
+        own = self.own
+        own.pop(name, None)
+        if len(own) >= OWN_WRITES_KEPT:
+            own.pop(next(iter(own)))
+        own[name] = (data, record)
+
+    def _decode(self, name: str, data: bytes) -> dict:
+        own = self.own.pop(name, None)
+        if own is not None and own[0] == data:
+            return own[1]
+        return codec.decode(data)
+
     def drop(self, name: str) -> None:
         self.version += 1
         self.keys.pop(name, None)
@@ -173,7 +197,7 @@ class ListingCache:
             self.set_error(name, key2 or key, why)
             return False
         try:
-            record = codec.decode(data or b"")
+            record = self._decode(name, data or b"")
         except InvalidSnapshot as exc:
             self.set_error(name, key2, str(exc))
             return True
@@ -286,7 +310,7 @@ class ListingCache:
             self.dirty = True
             return None
         try:
-            record = codec.decode(data)
+            record = self._decode(name, data)
         except InvalidSnapshot as exc:
             self.set_error(name, key, str(exc))
             self.dirty = True

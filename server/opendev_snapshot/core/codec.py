@@ -15,12 +15,16 @@ duplicate fields, a BOM, invalid UTF-8.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 
 from .errors import InvalidSnapshot
 from .validation import MAX_ENCODED_BYTES, check_record
 
-_dump_str = json.JSONEncoder(ensure_ascii=False).encode
+# A JSON string with raw UTF-8, as serde writes it: what
+# ``json.JSONEncoder(ensure_ascii=False).encode`` returns for a str, without
+# that method's Python frame (33 strings a save; see validation._plain_tool_result).
+_dump_str = json.encoder.encode_basestring
 
 
 def format_f64(value: float) -> str:

@@ -9,6 +9,7 @@ returns the new one survives a power cut.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 
@@ -19,9 +20,27 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 
 
+class _TempNames:
+    """Per process: its pid and 6 random bytes, read once (again in a forked
+    child), and a counter, so a temporary name costs no system call. The
+    file is created with ``O_EXCL`` all the same."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self.prefix = f"{os.getpid()}-{os.urandom(6).hex()}"
+        self.counter = itertools.count()
+
+
+_names = _TempNames()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_names.reseed)
+
+
 def temp_name(name: str) -> str:
     """A unique hidden temporary name for ``name`` (ends in ``.tmp``)."""
-    return f".{name}.{os.getpid()}-{os.urandom(6).hex()}.tmp"
+    return f".{name}.{_names.prefix}-{next(_names.counter):x}.tmp"
 
 
 def write_atomic(directory: str, name: str, data: bytes, *, what: str = "file", sync: bool = True) -> str:

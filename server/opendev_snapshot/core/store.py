@@ -94,8 +94,20 @@ class SnapshotStore:
         whether this store holds the lock after the call.
         """
         clean = self._prepare(record)
+        try:
+            return self._save(clean, claim, force)
+        except StorageError:
+            # Not stat-ed before every save: a save that fails where the
+            # directory is missing (the first one, or one removed since)
+            # makes it (mode 0700) and tries once more; a file in its place
+            # is refused here with ensure_dir's own words.
+            if os.path.isdir(self._dir):
+                raise
+            self.ensure_dir()
+            return self._save(clean, claim, force)
+
+    def _save(self, clean: dict, claim: bool, force: bool) -> dict:
         session_id = clean["session_id"]
-        self.ensure_dir()
         with self._mutex, self._updates.hold(session_id):
             if claim:
                 claimed = self._claims.claim(session_id)
@@ -103,7 +115,7 @@ class SnapshotStore:
                     raise SessionRunning(session_id, liveness.read_info(self._lock(session_id)))
             else:
                 claimed = self.holds(session_id)
-            path = self._write(clean)
+            path = self._write(clean, remember=True)
         return {"session_id": session_id, "path": path, "snapshot_timestamp_ms": clean["snapshot_timestamp_ms"], "claimed": claimed}
 
     def _prepare(self, record: dict) -> dict:
@@ -113,15 +125,25 @@ class SnapshotStore:
                 item["output_preview"] = redact(item["output_preview"])
         return clean
 
-    def _write(self, clean: dict) -> str:
-        """Encode a record ``_prepare`` validated (once: not again) and write it durably."""
+    def _write(self, clean: dict, *, remember: bool = False) -> str:
+        """Encode a record ``_prepare`` validated (once: not again) and write it durably.
+
+        ``remember``: ``clean`` is ours alone (``save`` hands it to nobody,
+        ``update`` a copy), so the listing view may keep it as the record of
+        the file just written instead of parsing that file again when the
+        change feed reports it.
+        """
         data = codec.encode_record(clean)
         if len(data) > MAX_ENCODED_BYTES:
             raise InvalidSnapshot(
                 "last_tool_results" if clean["last_tool_results"] else "project_dir",
                 f"snapshot encodes to {len(data)} bytes, over the 1 MiB limit",
             )
-        return write_atomic(self._dir, clean["session_id"] + SNAPSHOT_SUFFIX, data, what="snapshot")
+        name = clean["session_id"] + SNAPSHOT_SUFFIX
+        path = write_atomic(self._dir, name, data, what="snapshot")
+        if remember:
+            self._catalog.wrote(name, data, clean)
+        return path
 
     def update(self, session_id: str, fn: Callable[[dict], object]) -> dict:
         """Load, ``fn(record)`` (mutates it), save: serialised across processes."""
@@ -134,8 +156,9 @@ class SnapshotStore:
             if record.get("session_id") != session_id:
                 raise InvalidSnapshot("session_id", "an update cannot change the session id")
             clean = self._prepare(record)
-            self._write(clean)
-            return clean
+            self._write(clean, remember=True)
+            # the listing view keeps ``clean``: the caller gets its own copy
+            return {**clean, "last_tool_results": [dict(item) for item in clean["last_tool_results"]]}
 
     def record_tool_result(self, session_id: str, entry: dict, *, max_entries: int = 10, preview_chars: int = 500) -> int:
         """Append a tool result (preview redacted, then cut), re-stamp, save; returns count."""

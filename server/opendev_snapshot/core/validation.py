@@ -115,6 +115,25 @@ def check_tool_result(value: object, field: str) -> dict:
         raise InvalidSnapshot(f"{field}.{exc.args[0]}", "is missing") from None
 
 
+def _plain_tool_result(value: object) -> dict | None:
+    """The common tool result in one step: a plain dict whose four fields have
+    their exact types and ASCII text (nothing to check for surrogates). None
+    for anything else: :func:`check_tool_result` then finds and names the problem.
+
+    Every save checks ten of these; one call each instead of five matters
+    once a save's fsync has let other processes evict the caches.
+    """
+    if type(value) is dict:
+        get = value.get
+        name, call_id, preview, success = get("tool_name"), get("call_id"), get("output_preview"), get("success")
+        if (
+            type(name) is str and type(call_id) is str and type(preview) is str and type(success) is bool
+            and name.isascii() and call_id.isascii() and preview.isascii()
+        ):
+            return {"tool_name": name, "call_id": call_id, "output_preview": preview, "success": success}
+    return None
+
+
 def check_record(value: object, *, strict_id: bool = True) -> dict:
     """Validate a snake_case snapshot (all seven fields) into a fresh dict.
 
@@ -133,7 +152,7 @@ def check_record(value: object, *, strict_id: bool = True) -> dict:
         "session_id": (check_session_id if strict_id else check_str)(value["session_id"], "session_id"),
         "message_count": check_u64(value["message_count"], "message_count"),
         "last_tool_results": [
-            check_tool_result(item, f"last_tool_results[{i}]") for i, item in enumerate(results)
+            _plain_tool_result(item) or check_tool_result(item, f"last_tool_results[{i}]") for i, item in enumerate(results)
         ],
         "snapshot_timestamp_ms": check_u64(value["snapshot_timestamp_ms"], "snapshot_timestamp_ms"),
         "completed": check_bool(value["completed"], "completed"),

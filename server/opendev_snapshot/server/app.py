@@ -21,6 +21,7 @@ the process) out to every feature, each failing alone.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import os
@@ -211,7 +212,7 @@ def take_stdio() -> tuple[int, int]:
 
 async def serve_stdio(server: SnapshotServer, in_fd: int, out_fd: int) -> int:
     stream = await stdin_reader(in_fd)
-    if stream is None:  # not a pipe (a file, say): pygls' own executor-based reader
+    if stream is None:  # not pollable (a file, /dev/null): pygls' own executor-based reader
         stream = StdinAsyncReader(os.fdopen(in_fd, "rb", closefd=False))
     writer = StdoutWriter(os.fdopen(out_fd, "wb"))  # closed by pygls' ``exit``: the client sees EOF at once
     server.protocol.set_writer(writer)
@@ -268,12 +269,20 @@ async def serve_tcp(server: SnapshotServer, host: str, port: int, token: str, to
 
 
 # ---------------------------------------------------------------------- main
-def main(cli_dir: str | None, prescan=None, tcp: tuple | None = None) -> int:
+def main(cli_dir: str | None, prescan=None, tcp: tuple | None = None, *, gc_thresholds: tuple | None = None) -> int:
     """Serve until the end; ``tcp`` is ``(host, port, token, token_file)`` or None for stdio.
 
     ``prescan`` was forked by the caller before this module (and pygls) was imported.
+    ``gc_thresholds``: the caller kept the garbage collector to young
+    collections for start-up; once the server is built, what start-up made
+    is frozen (``gc.freeze``: pygls, lsprotocol, cattrs and our modules live
+    as long as the process and are never scanned again) and these
+    thresholds are put back, before any message is read.
     """
     server = create_server(cli_dir, prescan)
+    if gc_thresholds is not None:
+        gc.freeze()
+        gc.set_threshold(*gc_thresholds)
     try:
         if tcp is None:
             in_fd, out_fd = take_stdio()

@@ -11,6 +11,7 @@ before pygls is imported.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -19,6 +20,7 @@ log = logging.getLogger("opendev_snapshot.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 2087
+NO_FULL_COLLECTION = 2**31 - 1  # a third-generation threshold never reached
 
 
 def port_number(text: str) -> int:
@@ -104,10 +106,18 @@ def run(args) -> int:
         prescan = Prescan.start(os.fspath(resolve_snapshot_dir(cli_dir, None)))
     except Exception:  # no directory yet: reported at initialize or the first request
         log.debug("no pre-scan", exc_info=True)
+    # Young collections only while pygls is imported and the server built: a
+    # full collection walks every object start-up has made so far (~50,000),
+    # and CPython ran several of them here, ~30 ms of CPU before ``initialize``
+    # could be answered. ``main`` freezes what start-up made and puts the
+    # thresholds back before the first message is read.
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], NO_FULL_COLLECTION)
     try:
         from .app import main
 
-        return main(cli_dir, prescan, tcp)
+        return main(cli_dir, prescan, tcp, gc_thresholds=thresholds)
     finally:
+        gc.set_threshold(*thresholds)
         if prescan is not None:
             prescan.close()

@@ -45,6 +45,12 @@ def _flag(params: dict, snake: str, camel: str, default: bool) -> bool:
 
 def _tool_entry(value):
     """A tool result with snake_case keys (values untouched: the core checks them)."""
+    if type(value) is dict:
+        try:  # what clients send: the four camelCase keys (ten times a save)
+            return {"tool_name": value["toolName"], "call_id": value["callId"],
+                    "output_preview": value["outputPreview"], "success": value["success"]}
+        except KeyError:
+            pass
     if not isinstance(value, dict):
         return value
     out = {}

@@ -74,10 +74,29 @@ class FrameReader:
             return b""  # end of input mid-body: pygls' loop ends
 
 
+def _pollable(fd: int) -> bool:
+    """Whether the loop's selector can watch ``fd``: epoll refuses regular files
+    and devices such as ``/dev/null`` (EPERM), which asyncio's pipe transport
+    only finds out in a callback, after which nothing is ever read."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    try:
+        selector.register(fd, selectors.EVENT_READ)
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        selector.close()
+
+
 async def stdin_reader(fd: int) -> asyncio.StreamReader | None:
-    """A StreamReader fed by ``fd`` through the loop's pipe transport (None if not a pipe)."""
+    """A StreamReader fed by ``fd`` through the loop's pipe transport (None if
+    that cannot watch it: a regular file, ``/dev/null``)."""
     import os
 
+    if not _pollable(fd):
+        return None
     loop = asyncio.get_running_loop()
     reader = new_stream_reader()
     try:
