@@ -398,7 +398,7 @@ def test_cleanup_rejects_bad_age(store):
 
 # ------------------------------------------------------------ caches & index
 def count_decodes(monkeypatch) -> list:
-    from opendev_snapshot.core import cache, codec
+    from opendev_snapshot.core import codec
 
     calls = []
     real = codec.decode
@@ -407,7 +407,7 @@ def count_decodes(monkeypatch) -> list:
         calls.append(1)
         return real(data)
 
-    monkeypatch.setattr(cache.codec, "decode", counting)
+    monkeypatch.setattr(codec, "decode", counting)
     return calls
 
 

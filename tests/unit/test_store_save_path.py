@@ -100,16 +100,16 @@ def test_temporary_names_differ_in_a_forked_child(tmp_path):
 
 # ------------------------------------------ a watched store's own writes
 def _count_decodes(monkeypatch) -> list:
-    from opendev_snapshot.core import cache
+    from opendev_snapshot.core import codec
 
     calls = []
-    real = cache.codec.decode
+    real = codec.decode
 
     def counting(data):
         calls.append(len(data))
         return real(data)
 
-    monkeypatch.setattr(cache.codec, "decode", counting)
+    monkeypatch.setattr(codec, "decode", counting)
     return calls
 
 

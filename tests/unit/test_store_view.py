@@ -24,6 +24,7 @@ import pytest
 from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_record
 from opendev_snapshot.core import cache as cache_module
 from opendev_snapshot.core import catalog as catalog_module
+from opendev_snapshot.core import codec as codec_module
 from opendev_snapshot.core import dirscan as dirscan_module
 from opendev_snapshot.core.store import now_ms
 from opendev_snapshot.core.watch import DirWatcher
@@ -185,8 +186,8 @@ def test_safety_check_reads_only_what_changed(snapshot_dir, monkeypatch, fs):
     watching.list()  # (writes the index: the directory changed once more)
     watching.safety_check()
     decodes, listings = [], []
-    real_decode, real_scandir = cache_module.codec.decode, os.scandir
-    monkeypatch.setattr(cache_module.codec, "decode", lambda data: decodes.append(1) or real_decode(data))
+    real_decode, real_scandir = codec_module.decode, os.scandir
+    monkeypatch.setattr(codec_module, "decode", lambda data: decodes.append(1) or real_decode(data))
     monkeypatch.setattr(os, "scandir", lambda path: listings.append(path) or real_scandir(path))
     assert watching.safety_check() == set()
     assert decodes == [] and listings == []  # a quiet directory: one stat of it, one lstat per file

@@ -3,9 +3,11 @@
 Every ``*_session_snapshot.json`` name maps to the ``lstat`` key it had when
 it was examined (inode, size, mtime, ctime) and either the fields listings
 filter on or the reason it was skipped. Full records are kept for the
-incomplete sessions this process parsed; others are read on demand. Lock
-file names that are not regular files (a FIFO, a link, ...) are kept with
-the reason they are skipped; they are never opened.
+incomplete sessions this process parsed; others are read on demand. A
+file this store just wrote is read too, but not parsed again when its
+bytes are the ones written (:mod:`.ownwrites`). Lock file names that
+are not regular files (a FIFO, a link, ...) are kept with the reason they
+are skipped; they are never opened.
 
 A full scan ``lstat``s every snapshot name (one C-level ``map``) and
 compares their change times with the known keys' in one list comparison
@@ -15,7 +17,8 @@ The change time moves on every rename-based save, every in-place write
 the same clock tick as our read: entries whose ctime lies within
 ``RACY_NS`` of the read are marked racy and always re-read by stat-based
 scans. Keys adopted from the index are compared whole once (a forged one
-could match a change time), then the same way.
+could match a change time: :meth:`.dirscan.KeyTable.verify`), then the
+same way.
 
 The directory itself is listed again only when its own key (device, inode,
 mtime, ctime) changed or is racy: creating, removing or renaming a name
@@ -34,11 +37,11 @@ from __future__ import annotations
 import os
 import sys
 
-from . import codec
 from . import dirscan
 from .entries import NOT_UTF8, kind_reason, name_is_utf8, read_snapshot_file, stat_key
 from .errors import InvalidSnapshot
 from .index import RACY_NS
+from .ownwrites import OwnWrites
 from .paths import SNAPSHOT_SUFFIX
 from .validation import MAX_ENCODED_BYTES
 
@@ -48,9 +51,6 @@ __all__ = ["ListingCache", "kind_reason", "read_snapshot_file", "stat_key"]  # t
 
 def mismatch_reason(session_id: str) -> str:
     return f"session_id {session_id!r} differs from its file name"
-
-
-OWN_WRITES_KEPT = 16  # sessions a store saves between two looks at its directory, at most
 
 
 class ListingCache:
@@ -72,29 +72,9 @@ class ListingCache:
         self.table = dirscan.KeyTable(directory)  # ``keys`` again, in lists a pass runs over
         self.version = 0  # changes whenever what is known of a session changes
         self.unverified = False  # keys adopted from the index, not yet compared in full
-        self.own: dict = {}  # name -> (bytes, record) of this store's last saves (see wrote)
+        self.own = OwnWrites()  # this store's last saves, taken instead of a second parse
 
     # ---------------------------------------------------------------- state
-    def wrote(self, name: str, data: bytes, record: dict) -> None:
-        """This store just wrote ``data`` (the validated ``record``) to ``name``.
-
-        When the change feed (or a pass) then reports the name, the file is
-        still read, but when its bytes are exactly these the record is taken
-        as it is instead of parsed and validated again: a save is validated
-        once. Kept for the last :data:`OWN_WRITES_KEPT` names.
-        """
-        own = self.own
-        own.pop(name, None)
-        if len(own) >= OWN_WRITES_KEPT:
-            own.pop(next(iter(own)))
-        own[name] = (data, record)
-
-    def _decode(self, name: str, data: bytes) -> dict:
-        own = self.own.pop(name, None)
-        if own is not None and own[0] == data:
-            return own[1]
-        return codec.decode(data)
-
     def drop(self, name: str) -> None:
         self.version += 1
         self.keys.pop(name, None)
@@ -197,7 +177,7 @@ class ListingCache:
             self.set_error(name, key2 or key, why)
             return False
         try:
-            record = self._decode(name, data or b"")
+            record = self.own.decode(name, data or b"")
         except InvalidSnapshot as exc:
             self.set_error(name, key2, str(exc))
             return True
@@ -255,7 +235,8 @@ class ListingCache:
         total = len(self.keys)
         if progress is not None:
             progress(0, total)
-        differ, gone, unknown = self._verify() if self.unverified else self.table.changes()
+        differ, gone, unknown = self.table.verify(self.keys) if self.unverified else self.table.changes()
+        self.unverified = False  # adopted keys are compared whole once, by the first pass
         if self._dir_key()[:2] != dir_key[:2]:  # re-pointed while we looked: start again
             self.forget_all()
             return self.full_scan(scan_ns, progress)
@@ -273,28 +254,6 @@ class ListingCache:
             self.dirty = True
         return changed, parsed
 
-    def _verify(self) -> tuple[list, list, list]:
-        """The pass after adopting an index: whole keys compared (a forged one
-        may match a file's change time), then the table takes over."""
-        names = list(self.keys)
-        paths = [self.table.prefix + name for name in names]
-        differ, gone, unknown = [], [], []
-        try:  # the common case in one C-level loop
-            current = list(map(stat_key, map(os.lstat, paths)))
-            differ = [name for name, now, was in zip(names, current, self.keys.values()) if now != was]
-        except OSError:
-            for name, path in zip(names, paths):
-                try:
-                    if stat_key(os.lstat(path)) != self.keys[name]:
-                        differ.append(name)
-                except FileNotFoundError:
-                    gone.append(name)
-                except OSError:
-                    unknown.append(name)
-        self.table.load(names, paths, self.keys.values())
-        self.unverified = False
-        return differ, gone, unknown
-
     # ---------------------------------------------------------------- reads
     def full_record(self, name: str) -> dict | None:
         """The complete record for a known good name (read if not kept)."""
@@ -310,7 +269,7 @@ class ListingCache:
             self.dirty = True
             return None
         try:
-            record = self._decode(name, data)
+            record = self.own.decode(name, data)
         except InvalidSnapshot as exc:
             self.set_error(name, key, str(exc))
             self.dirty = True

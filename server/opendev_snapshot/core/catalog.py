@@ -112,8 +112,8 @@ class Catalog:
         return self._scan(progress)
 
     def wrote(self, name: str, data: bytes, record: dict) -> None:
-        """The store wrote ``record`` as ``data`` to ``name`` (see :meth:`ListingCache.wrote`)."""
-        self._cache.wrote(name, data, record)
+        """The store wrote ``record`` as ``data`` to ``name`` (see :meth:`.ownwrites.OwnWrites.wrote`)."""
+        self._cache.own.wrote(name, data, record)
 
     def _apply(self, events: dict) -> set:
         """Take in what the feed reported (no racy re-reads here: the kernel

@@ -15,7 +15,7 @@ import os
 import stat
 from operator import attrgetter
 
-from .entries import NOT_UTF8, kind_reason, name_is_utf8
+from .entries import NOT_UTF8, kind_reason, name_is_utf8, stat_key
 from .index import RACY_NS
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
 
@@ -150,4 +150,25 @@ class KeyTable:
                 continue
             if now != was:
                 differ.append(name)
+        return differ, gone, unknown
+
+    def verify(self, keys: dict) -> tuple[list, list, list]:
+        """:meth:`changes` for keys adopted from the index: compared whole once
+        (a forged one may match a file's change time), then the table holds them."""
+        names = list(keys)
+        paths = [self.prefix + name for name in names]
+        differ, gone, unknown = [], [], []
+        try:  # the common case in one C-level loop
+            current = list(map(stat_key, map(os.lstat, paths)))
+            differ = [name for name, now, was in zip(names, current, keys.values()) if now != was]
+        except OSError:
+            for name, path in zip(names, paths):
+                try:
+                    if stat_key(os.lstat(path)) != keys[name]:
+                        differ.append(name)
+                except FileNotFoundError:
+                    gone.append(name)
+                except OSError:
+                    unknown.append(name)
+        self.load(names, paths, keys.values())
         return differ, gone, unknown

@@ -1,13 +1,14 @@
 """``SnapshotStore``: one snapshot directory, the facade the front doors use.
 
 It composes the pieces, each in its own module: validation and the codec
-(what a snapshot is), :mod:`.redact`, :mod:`.durable` (the one atomic,
-fsynced write), :mod:`.serial` (the per-session update lock every write
-runs under), :mod:`.claims` and :mod:`.liveness` (who holds a session),
-:mod:`.status`, :mod:`.removal` and :mod:`.trash`, :mod:`.catalog` (the
-listing view) and :mod:`.cleanup`. Records are plain snake_case dicts (the
-seed's ``AppStateSnapshot`` fields) so the listing path never imports
-pydantic. ``docs/CORE_API.md`` is the reference.
+(what a snapshot is), :mod:`.redact`, :mod:`.writes` (save, update and
+the writes built on it), :mod:`.durable` (the one atomic, fsynced write),
+:mod:`.serial` (the per-session update lock every write runs under),
+:mod:`.claims` and :mod:`.liveness` (who holds a session), :mod:`.status`,
+:mod:`.removal` and :mod:`.trash`, :mod:`.catalog` (the listing view) and
+:mod:`.cleanup`. Records are plain snake_case dicts (the seed's
+``AppStateSnapshot`` fields) so the listing path never imports pydantic.
+``docs/CORE_API.md`` is the reference.
 """
 
 from __future__ import annotations
@@ -17,23 +18,16 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from . import codec, liveness, removal, status
+from . import liveness, removal, status, writes
 from .catalog import Catalog, ListResult, Skipped
 from .cleanup import CleanupResult, cleanup
-from .durable import ensure_dir, write_atomic
-from .errors import InvalidSnapshot, SessionNotFound, SessionRunning, StorageError
+from .durable import ensure_dir
 from .forksafe import forget_in_child
 from .claims import Claims
 from .paths import LOCK_SUFFIX, SNAPSHOT_SUFFIX
-from .records import (
-    COMPLETED, DEFAULT_STALE_AFTER_MS, INTERRUPTED, RUNNING, append_tool_result, complete_record, new_record, now_ms,
-    tool_result_entry,
-)
-from .redact import redact
+from .records import COMPLETED, DEFAULT_STALE_AFTER_MS, INTERRUPTED, RUNNING, new_record, now_ms
 from .serial import UpdateLocks
-from .validation import MAX_ENCODED_BYTES, check_record, check_session_id, check_u64
-
-from ._log import logger
+from .validation import check_session_id, check_u64
 
 __all__ = [
     "COMPLETED", "INTERRUPTED", "RUNNING", "CleanupResult", "ListResult", "Skipped", "SnapshotStore", "new_record", "now_ms",
@@ -93,93 +87,19 @@ class SnapshotStore:
         unless ``force`` (written, ``claimed`` False). ``claimed`` is always
         whether this store holds the lock after the call.
         """
-        clean = self._prepare(record)
-        try:
-            return self._save(clean, claim, force)
-        except StorageError:
-            # Not stat-ed before every save: a save that fails where the
-            # directory is missing (the first one, or one removed since)
-            # makes it (mode 0700) and tries once more; a file in its place
-            # is refused here with ensure_dir's own words.
-            if os.path.isdir(self._dir):
-                raise
-            self.ensure_dir()
-            return self._save(clean, claim, force)
-
-    def _save(self, clean: dict, claim: bool, force: bool) -> dict:
-        session_id = clean["session_id"]
-        with self._mutex, self._updates.hold(session_id):
-            if claim:
-                claimed = self._claims.claim(session_id)
-                if not claimed and not force:
-                    raise SessionRunning(session_id, liveness.read_info(self._lock(session_id)))
-            else:
-                claimed = self.holds(session_id)
-            path = self._write(clean, remember=True)
-        return {"session_id": session_id, "path": path, "snapshot_timestamp_ms": clean["snapshot_timestamp_ms"], "claimed": claimed}
-
-    def _prepare(self, record: dict) -> dict:
-        clean = check_record(record)  # a fresh dict: the caller's record is left alone
-        if self.redact_secrets:
-            for item in clean["last_tool_results"]:
-                item["output_preview"] = redact(item["output_preview"])
-        return clean
-
-    def _write(self, clean: dict, *, remember: bool = False) -> str:
-        """Encode a record ``_prepare`` validated (once: not again) and write it durably.
-
-        ``remember``: ``clean`` is ours alone (``save`` hands it to nobody,
-        ``update`` a copy), so the listing view may keep it as the record of
-        the file just written instead of parsing that file again when the
-        change feed reports it.
-        """
-        data = codec.encode_record(clean)
-        if len(data) > MAX_ENCODED_BYTES:
-            raise InvalidSnapshot(
-                "last_tool_results" if clean["last_tool_results"] else "project_dir",
-                f"snapshot encodes to {len(data)} bytes, over the 1 MiB limit",
-            )
-        name = clean["session_id"] + SNAPSHOT_SUFFIX
-        path = write_atomic(self._dir, name, data, what="snapshot")
-        if remember:
-            self._catalog.wrote(name, data, clean)
-        return path
+        return writes.save(self, record, claim, force)
 
     def update(self, session_id: str, fn: Callable[[dict], object]) -> dict:
         """Load, ``fn(record)`` (mutates it), save: serialised across processes."""
-        check_session_id(session_id)
-        if not os.path.isdir(self._dir):
-            raise SessionNotFound(session_id)
-        with self._mutex, self._updates.hold(session_id):
-            record = self._require(session_id)
-            fn(record)
-            if record.get("session_id") != session_id:
-                raise InvalidSnapshot("session_id", "an update cannot change the session id")
-            clean = self._prepare(record)
-            self._write(clean, remember=True)
-            # the listing view keeps ``clean``: the caller gets its own copy
-            return {**clean, "last_tool_results": [dict(item) for item in clean["last_tool_results"]]}
+        return writes.update(self, session_id, fn)
 
     def record_tool_result(self, session_id: str, entry: dict, *, max_entries: int = 10, preview_chars: int = 500) -> int:
         """Append a tool result (preview redacted, then cut), re-stamp, save; returns count."""
-        clean = tool_result_entry(entry, max_entries, preview_chars, redact if self.redact_secrets else None)
-
-        def append(record: dict) -> None:
-            append_tool_result(record, clean, max_entries)
-            record["snapshot_timestamp_ms"] = now_ms()
-
-        return len(self.update(session_id, append)["last_tool_results"])
+        return writes.record_tool_result(self, session_id, entry, max_entries, preview_chars)
 
     def mark_completed(self, session_id: str) -> dict:
         """Complete a session: re-stamp, save durably, delete its lock file."""
-        check_session_id(session_id)
-        if not os.path.isdir(self._dir):
-            raise SessionNotFound(session_id)
-        with self._mutex, self._updates.hold(session_id):
-            record = self.update(session_id, complete_record)
-            self._drop_lock(session_id)
-        path = os.path.join(self._dir, session_id + SNAPSHOT_SUFFIX)
-        return {"session_id": session_id, "path": path, "snapshot_timestamp_ms": record["snapshot_timestamp_ms"]}
+        return writes.mark_completed(self, session_id)
 
     # ------------------------------------------------------------------- read
     def load(self, session_id: str) -> dict | None:
@@ -191,12 +111,6 @@ class SnapshotStore:
         """
         check_session_id(session_id)
         return removal.read_usable(os.path.join(self._dir, session_id + SNAPSHOT_SUFFIX), session_id)
-
-    def _require(self, session_id: str) -> dict:
-        record = self.load(session_id)
-        if record is None:
-            raise SessionNotFound(session_id)
-        return record
 
     def resolve_id(self, text: str, *, in_trash: bool = False) -> str:
         """An exact id, else the one id ``text`` is a prefix of (``AmbiguousId``, ``SessionNotFound``)."""
