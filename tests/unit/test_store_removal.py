@@ -169,13 +169,35 @@ def test_restore_refuses_when_the_id_exists_again_or_is_not_in_the_trash(store):
 
 def test_removals_in_one_instant_keep_their_order(store, monkeypatch):
     # A frozen clock: every removal lands in the same millisecond (and
-    # nanosecond); the trash must still know which came last.
-    monkeypatch.setattr("opendev_snapshot.core.trash.time.time_ns", lambda: 1_800_000_000_000_000_000)
+    # nanosecond); the trash must still know which came last. The clock is
+    # frozen at the real now, and the process' last stamp is put back after
+    # the test (monkeypatch), so no later removal in this process is stamped
+    # ahead of another process' (a future stamp once made the two-process
+    # state machine restore an older copy).
+    from opendev_snapshot.core import trash
+
+    frozen = trash.time.time_ns()
+    monkeypatch.setattr(trash, "_last_stamp", trash._last_stamp)
+    monkeypatch.setattr(trash.time, "time_ns", lambda: frozen)
     for count in range(1, 13):
         store.save(rec("s", message_count=count))
         store.remove("s")
     assert [e["snapshot"]["message_count"] for e in store.list_trash()] == list(range(12, 0, -1))
     assert store.restore("s")["message_count"] == 12
+
+
+def test_removals_by_two_processes_keep_their_order(store, peer):
+    # Each process stamps its own removals; the trash must still order them
+    # as they happened, whatever ran in this process before (the test above
+    # freezes the clock).
+    for count, side in ((1, "here"), (2, "peer"), (3, "here"), (4, "peer")):
+        store.save(rec("s", message_count=count))
+        if side == "here":
+            store.remove("s")
+        else:
+            peer.call("remove", session_id="s")
+    assert [e["snapshot"]["message_count"] for e in store.list_trash()] == [4, 3, 2, 1]
+    assert store.restore("s")["message_count"] == 4
 
 
 def test_restore_takes_the_newest_entry_and_list_is_newest_first(store):
