@@ -697,6 +697,15 @@ The answer to the server is null."
 
 ;;; Commands
 
+(defun opendev-snapshot--in-order (candidates)
+  "A completion table of CANDIDATES that keeps their order.
+The server sends sessions and trash entries newest first; without this
+*Completions* (and cycling) would sort them alphabetically, by session id."
+  (lambda (string predicate action)
+    (if (eq action 'metadata)
+        '(metadata (display-sort-function . identity) (cycle-sort-function . identity))
+      (complete-with-action action candidates string predicate))))
+
 ;;;###autoload
 (defun opendev-snapshot-sessions (&optional all)
   "Pick an incomplete session of this project, then Recover or Discard it.
@@ -712,7 +721,8 @@ With a prefix argument ALL, list the sessions of every project."
     (if (null sessions)
         (opendev-snapshot--message "OpenDev: no incomplete sessions")
       (let* ((choices (mapcar (lambda (s) (cons (opendev-snapshot-describe s) s)) sessions))
-             (session (cdr (assoc (completing-read "OpenDev session: " choices nil t) choices)))
+             (session (cdr (assoc (completing-read "OpenDev session: " (opendev-snapshot--in-order choices) nil t)
+                                  choices)))
              (action (completing-read (opendev-snapshot-printable
                                        (format "Session %s: Recover or Discard? " (plist-get session :sessionId)))
                                       '("Recover" "Discard") nil t)))
@@ -745,7 +755,8 @@ Interactively, pick from the trash; RET takes the session discarded last."
                                      :key (lambda (c) (plist-get (cdr c) :sessionId)) :test #'equal))
                        (caar choices))))
      (unless entries (user-error "OpenDev: the trash is empty"))
-     (let ((picked (completing-read (format-prompt "Restore discarded session" default) choices nil nil nil nil default)))
+     (let ((picked (completing-read (format-prompt "Restore discarded session" default)
+                                    (opendev-snapshot--in-order choices) nil nil nil nil default)))
        (list (if (assoc picked choices) (plist-get (cdr (assoc picked choices)) :sessionId) picked)))))
   (let* ((connection (opendev-snapshot--connection))
          (ids (delete-dups (mapcar (lambda (e) (plist-get e :sessionId)) (opendev-snapshot--trash-entries connection))))

@@ -175,6 +175,40 @@ def _scenario(emacs, tmp_path, s, front_end):
 
 
 @pytest.mark.parametrize("front_end", ["eglot", "lsp-mode"])
+def test_pickers_list_newest_first_as_the_server_sends(tmp_path, front_end):
+    """*Completions* of M-x opendev-snapshot-sessions and -restore keeps the
+    server's order (newest first), not Emacs's alphabetical one: the
+    candidates start with the session id, so sorting them would put an old
+    session above the one the user was just working in."""
+    from opendev_snapshot.core import SnapshotStore
+
+    emacs = require("emacs")
+    s = make_scenario(tmp_path)
+    # The trash, newest first: DISCARD_ID (removed last), then OTHER_ID;
+    # alphabetically "other-old" comes first.
+    with SnapshotStore(s.snapshot_dir, use_index=False) as store:
+        assert store.remove(OTHER_ID) and store.remove(DISCARD_ID)
+    init = tmp_path / "init.el"
+    init.write_text(PACKAGES + SETTINGS + user_config("emacs-setup" if front_end == "eglot" else "emacs-lsp-setup", "elisp"))
+    result_file = tmp_path / "emacs-result.json"
+    config = {"scenario": "order", "result": str(result_file), "front_end": front_end,
+              "prompted_on_open": [RECOVER_ID, NOTEBOOK_ID, LATER_ID]}  # fmt: skip
+    home = tmp_path / "home"
+    home.mkdir()
+    env = emacs_env(home, s.path_env(), OPENDEV_SNAPSHOT_DIR=s.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
+    proc = run([emacs, "--batch", "-l", str(init), "-l", str(DRIVER)], env=env, cwd=s.project)
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    assert proc.returncode == 0 and "error" not in result, (
+        f"emacs failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr[-4000:]}\n{result}"
+    )
+    ids = [line.split()[0] for line in result["sessions"]]
+    assert ids == [RUNNING_ID, RECOVER_ID, NOTEBOOK_ID, LATER_ID], ids  # the server's order: newest first
+    assert result["sessions_shown"] == result["sessions"]
+    assert [line.split()[0] for line in result["trash"]] == [DISCARD_ID, OTHER_ID], result["trash"]
+    assert result["trash_shown"] == result["trash"]
+
+
+@pytest.mark.parametrize("front_end", ["eglot", "lsp-mode"])
 def test_server_missing_says_how_to_install_it(tmp_path, front_end):
     """A first start without the server: one clear message naming the setting, no backtrace."""
     from editors.support import ROOT, VENV_EXE, readme_block

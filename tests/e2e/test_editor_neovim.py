@@ -134,6 +134,15 @@ def _run(nvim: str, tmp_path: Path, s) -> dict:
     assert all(b - a >= IDLE_MS for a, b in zip(times, times[1:])), times
     assert RUNNING_ID not in asked and HELD_ID not in asked
     assert result["statusline_on_open"].startswith("OpenDev: ") and "interrupted" in result["statusline_on_open"]
+    # The notice on open (four sessions) and the one about the session that
+    # died (one) arrived while the user typed: in Insert mode Neovim's
+    # "-- INSERT --" would replace them at once, so they wait for Normal mode
+    # and come as one line, before the first question.
+    opened = [i for i, n in enumerate(result["notices"]) if "5 interrupted sessions in my project" in n]
+    assert len(opened) == 1, result["notices"]
+    assert opened[0] >= result["notices_while_inserting"] and result["notice_modes"][opened[0]] == "n", (
+        opened, result["notices_while_inserting"], result["notice_modes"])  # fmt: skip
+    assert opened[0] < result["asked"][0]["notices_before"], (opened, result["asked"][0])
 
     # Recover with `opendev` missing: exact guidance, snapshot kept, no terminal.
     assert "`opendev` is not installed" in result["guidance"] and "resume_command" in result["guidance"]

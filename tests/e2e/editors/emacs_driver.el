@@ -40,9 +40,28 @@
 (advice-add 'minibuffer-depth :filter-return
             (lambda (depth) (if drv-minibuffer-busy (max depth 1) depth)))
 
-(defun drv-completing-read (prompt collection &optional _pred _req initial _hist def &rest _)
-  (let ((names (mapcar (lambda (c) (if (consp c) (car c) c)) (all-completions "" collection)))
+(defvar drv-order-shown nil "The candidates of the last completing-read, in *Completions*'s order.")
+
+(defun drv-completions-shown (collection pred)
+  "The candidates of COLLECTION as *Completions* lists them (after TAB TAB or ?).
+The real `minibuffer-completion-help', run on an empty input: it sorts with
+the table's `display-sort-function', else alphabetically."
+  (with-temp-buffer
+    (let ((minibuffer-completion-table collection) (minibuffer-completion-predicate pred))
+      (let ((inhibit-message t)) (minibuffer-completion-help))
+      (with-current-buffer "*Completions*"
+        (let (out (pos (point-min)))
+          (while (setq pos (next-single-property-change pos 'mouse-face))
+            (when (get-text-property pos 'mouse-face)
+              (push (buffer-substring-no-properties
+                     pos (or (next-single-property-change pos 'mouse-face) (point-max)))
+                    out)))
+          (nreverse out))))))
+
+(defun drv-completing-read (prompt collection &optional pred _req initial _hist def &rest _)
+  (let ((names (mapcar (lambda (c) (if (consp c) (car c) c)) (all-completions "" collection pred)))
         (def (if (consp def) (car def) def)))
+    (setq drv-order-shown (drv-completions-shown collection pred))
     (setq drv-shown (append (reverse names) (list prompt) drv-shown))
     ;; (the question is the last line: the prompt may start with what the
     ;; previous answer did)
@@ -225,13 +244,30 @@
     (drv-put 'our_warnings (vconcat (reverse drv-our-warnings)))
     (drv-put 'messages_buffer (with-current-buffer (messages-buffer) (buffer-string)))))
 
+;; The pickers' order: this project's sessions and the trash, as the server
+;; sends them (newest first) and as *Completions* shows them.
+(defun drv-order ()
+  (drv-start)
+  (drv-wait-not-asking "the queued questions"
+                       (lambda () (cl-every #'drv-queued-p (drv-get 'prompted_on_open))))
+  (dolist (step '((opendev-snapshot-sessions . sessions) (opendev-snapshot-restore . trash)))
+    (setq drv-picks (list (lambda (_p names _d)
+                            (drv-put (cdr step) (vconcat names))
+                            (drv-put (intern (format "%s_shown" (cdr step))) (vconcat drv-order-shown))
+                            (signal 'quit nil))))
+    (condition-case nil (call-interactively (car step)) (quit nil)))
+  (drv-put 'messages (reverse drv-messages)))
+
 (defun drv-write ()
   (let ((coding-system-for-write 'utf-8))
     (with-temp-file (drv-get 'result)
       (insert (json-encode drv-result)))))
 
 (condition-case err
-    (progn (if (equal (drv-get 'scenario) "hostile") (drv-hostile) (drv-scenario))
+    (progn (pcase (drv-get 'scenario)
+             ("hostile" (drv-hostile))
+             ("order" (drv-order))
+             (_ (drv-scenario)))
            (drv-write)
            (kill-emacs 0))
   (error

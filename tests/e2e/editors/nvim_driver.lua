@@ -8,11 +8,13 @@
 -- Results go to a JSON file; any failure writes {error = ...} and exits non-zero.
 local uv = vim.uv or vim.loop
 local cfg = vim.fn.json_decode(os.getenv('OPENDEV_TEST_CONFIG'))
-local R = { notices = {}, asked = {}, steps = {}, selects = {} }
+local R = { notices = {}, notice_modes = {}, asked = {}, steps = {}, selects = {} }
 local picks = {}
 
 vim.notify = function(msg)
   table.insert(R.notices, msg)
+  -- (in Insert mode, Neovim's "-- INSERT --" replaces a message at once)
+  table.insert(R.notice_modes, vim.api.nvim_get_mode().mode)
 end
 
 -- The session a question is about: the id named last (a question may start
@@ -210,6 +212,7 @@ local function scenario()
   end
   sleep(3 * cfg.idle_ms)
   R.asked_while_inserting = #R.asked
+  R.notices_while_inserting = #R.notices
   R.prompts_while_inserting = #od.state.prompts
   R.files_while_inserting = {}
   for name, path in pairs(cfg.files) do

@@ -69,6 +69,12 @@ M.state = {
   outcome = nil,
   awaiting = nil,
   prompts = {}, -- questions asked (for tests): { id, mode, idle_ms }
+  -- Waiting for Normal mode: the interrupted sessions announced outside it
+  -- (folder URI -> { name, ids = { id -> true } }, first come first), and the
+  -- latest other notice { msg, level }.
+  pending_sessions = {},
+  pending_order = {},
+  pending_notice = nil,
   recovered = {}, -- session ids whose Recover was carried out, in order
   last_key_ms = 0,
   started_with = nil,
@@ -196,10 +202,7 @@ local function notify(msg, level)
   vim.notify(M.printable('OpenDev: ' .. msg), level or vim.log.levels.INFO)
 end
 
--- A notice shown while the user may be typing: one line that fits the
--- message area, so Neovim never opens a "Press ENTER" prompt (which would
--- take the next key).
-local function notice(msg, level)
+local function show_notice(msg, level)
   msg = M.printable('OpenDev: ' .. msg)
   local room = (vim.v.echospace or 80) - 1
   if vim.fn.strdisplaywidth(msg) > room and room > 10 then
@@ -207,6 +210,27 @@ local function notice(msg, level)
     msg = vim.fn.strcharpart(msg, 0, room - 1):gsub('\\[xu]?%x*$', '') .. '…'
   end
   vim.notify(msg, level or vim.log.levels.INFO)
+end
+
+-- Normal mode (also a terminal's), nothing half typed: a message stays on
+-- screen. In Insert, Replace or Visual mode the mode message ("-- INSERT --")
+-- replaces it at once; on the command line it would cover what is typed.
+local function message_stays()
+  local mode = vim.api.nvim_get_mode()
+  return not mode.blocking and (mode.mode == 'n' or mode.mode == 'nt')
+end
+
+-- A notice shown while the user may be typing: one line that fits the
+-- message area, so Neovim never opens a "Press ENTER" prompt (which would
+-- take the next key). Outside Normal mode it waits until the user is back in
+-- Normal mode (M.show_pending_notice, on ModeChanged); one line is shown
+-- then, as two at once would open that prompt.
+local function notice(msg, level)
+  if message_stays() then
+    show_notice(msg, level)
+  else
+    M.state.pending_notice = { msg = msg, level = level }
+  end
 end
 
 -- How long the next question waits for the outcome of the last answer
@@ -786,16 +810,57 @@ handlers[RECOVERABLE] = function(_, params, ctx)
     refresh_count(client)
   end
   -- one short line: a longer one would open a "Press ENTER" prompt
-  notice(
-    string.format(
-      '%s in %s (:OpenDevSessions)',
-      plural(#(params.sessions or {}), 'interrupted session'),
-      basename(folder.name or '?')
-    ),
-    vim.log.levels.WARN
-  )
+  if message_stays() then
+    show_notice(
+      string.format(
+        '%s in %s (:OpenDevSessions)',
+        plural(#(params.sessions or {}), 'interrupted session'),
+        basename(folder.name or '?')
+      ),
+      vim.log.levels.WARN
+    )
+  else
+    -- the user is typing: said once back in Normal mode, with what else comes meanwhile
+    local uri = folder.uri or '?'
+    local pending = M.state.pending_sessions[uri]
+    if not pending then
+      pending = { ids = {} }
+      M.state.pending_sessions[uri] = pending
+      table.insert(M.state.pending_order, uri)
+    end
+    pending.name = basename(folder.name or '?')
+    for _, s in ipairs(params.sessions or {}) do
+      pending.ids[s.sessionId] = true
+    end
+  end
   if M.config.on_recoverable then
     M.config.on_recoverable(params)
+  end
+end
+
+--- Show what waited for Normal mode, if it is Normal mode now: the sessions
+--- announced meanwhile, else the latest other notice (one line either way).
+function M.show_pending_notice()
+  if not message_stays() then
+    return
+  end
+  local n, names = 0, {}
+  for _, uri in ipairs(M.state.pending_order) do
+    local pending = M.state.pending_sessions[uri]
+    table.insert(names, pending.name)
+    for _ in pairs(pending.ids) do
+      n = n + 1
+    end
+  end
+  local other = M.state.pending_notice
+  M.state.pending_sessions, M.state.pending_order, M.state.pending_notice = {}, {}, nil
+  if #names > 0 then
+    show_notice(
+      string.format('%s in %s (:OpenDevSessions)', plural(n, 'interrupted session'), table.concat(names, ', ')),
+      vim.log.levels.WARN
+    )
+  elseif other then
+    show_notice(other.msg, other.level)
   end
 end
 
@@ -1141,6 +1206,17 @@ function M.setup(opts)
     refresh_timer = uv.new_timer()
     refresh_timer:start(15000, 15000, vim.schedule_wrap(refresh_all))
   end
+  -- A notice that came outside Normal mode is shown once the user is back in
+  -- it, after Neovim has cleared the mode message (hence vim.schedule).
+  vim.api.nvim_create_autocmd('ModeChanged', {
+    group = vim.api.nvim_create_augroup('opendev_snapshot_notice', { clear = true }),
+    pattern = '*:n*',
+    callback = function()
+      if M.state.pending_notice or #M.state.pending_order > 0 then
+        vim.schedule(M.show_pending_notice)
+      end
+    end,
+  })
   if not M.config.autostart then
     return
   end
