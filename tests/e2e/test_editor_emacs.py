@@ -54,6 +54,22 @@ def emacs_env(home: Path, path: str, **extra) -> dict:
     return clean_env(PATH=path, HOME=home, **extra)
 
 
+def run_driver(emacs: str, tmp_path: Path, init: Path, scenario, config: dict) -> dict:
+    """Run the driver in ``emacs --batch`` for ``config`` (its ``result`` file
+    is read back) against ``scenario``'s snapshot directory; a failure shows
+    the driver's error and Emacs' stderr."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = emacs_env(home, scenario.path_env(), OPENDEV_SNAPSHOT_DIR=scenario.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
+    proc = run([emacs, "--batch", "-l", str(init), "-l", str(DRIVER)], env=env, cwd=scenario.project)
+    result_file = Path(config["result"])
+    result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    assert proc.returncode == 0 and "error" not in result, (
+        f"emacs failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr[-4000:]}\n{result}"
+    )
+    return result
+
+
 def test_byte_compiles_without_warnings(tmp_path):
     emacs = require("emacs")
     for lisp in LISP_DIR.glob("*.el"):
@@ -97,14 +113,7 @@ def _scenario(emacs, tmp_path, s, front_end):
         "fake_program_text": f'#!/bin/sh\nprintf "%s\\n" "$*" "$(pwd)" > "{marker}"\n',
         "fake_marker": str(marker),
     }  # fmt: skip
-    home = tmp_path / "home"
-    home.mkdir()
-    env = emacs_env(home, s.path_env(), OPENDEV_SNAPSHOT_DIR=s.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
-    proc = run([emacs, "--batch", "-l", str(init), "-l", str(DRIVER)], env=env, cwd=s.project)
-    result = json.loads(result_file.read_text()) if result_file.exists() else {}
-    assert proc.returncode == 0 and "error" not in result, (
-        f"emacs failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr[-4000:]}\n{result}"
-    )
+    result = run_driver(emacs, tmp_path, init, s, config)
 
     # The notification reached the handler, with the four interrupted sessions.
     assert result["recoverable"][0] == PROMPTED_ON_OPEN
@@ -193,14 +202,7 @@ def test_pickers_list_newest_first_as_the_server_sends(tmp_path, front_end):
     result_file = tmp_path / "emacs-result.json"
     config = {"scenario": "order", "result": str(result_file), "front_end": front_end,
               "prompted_on_open": [RECOVER_ID, NOTEBOOK_ID, LATER_ID]}  # fmt: skip
-    home = tmp_path / "home"
-    home.mkdir()
-    env = emacs_env(home, s.path_env(), OPENDEV_SNAPSHOT_DIR=s.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
-    proc = run([emacs, "--batch", "-l", str(init), "-l", str(DRIVER)], env=env, cwd=s.project)
-    result = json.loads(result_file.read_text()) if result_file.exists() else {}
-    assert proc.returncode == 0 and "error" not in result, (
-        f"emacs failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr[-4000:]}\n{result}"
-    )
+    result = run_driver(emacs, tmp_path, init, s, config)
     ids = [line.split()[0] for line in result["sessions"]]
     assert ids == [RUNNING_ID, RECOVER_ID, NOTEBOOK_ID, LATER_ID], ids  # the server's order: newest first
     assert result["sessions_shown"] == result["sessions"]
@@ -307,14 +309,7 @@ def test_hostile_snapshot_text_is_shown_escaped(tmp_path, front_end):
             "ids": {"agent": H_AGENT, "notebook": H_NOTEBOOK, "held": H_HELD},
             "files": {"agent": str(h.files[H_AGENT])},
         }
-        home = tmp_path / "home"
-        home.mkdir()
-        env = emacs_env(home, h.path_env(), OPENDEV_SNAPSHOT_DIR=h.snapshot_dir, OPENDEV_TEST_CONFIG=json.dumps(config))
-        proc = run([emacs, "--batch", "-l", str(init), "-l", str(DRIVER)], env=env, cwd=h.project)
-        result = json.loads(result_file.read_text()) if result_file.exists() else {}
-        assert proc.returncode == 0 and "error" not in result, (
-            f"emacs failed (exit {proc.returncode}): {result.get('error')}\nstderr:\n{proc.stderr[-4000:]}\n{result}"
-        )
+        result = run_driver(emacs, tmp_path, init, h, config)
     finally:
         h.stop()
 
