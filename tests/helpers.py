@@ -15,6 +15,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 
+HOUR = 3_600_000
+SNAP = "_session_snapshot.json"
+LOCK = "_session_snapshot.lock"
+
+
+def aged_record(sid: str, *, project: str = "/proj", age_ms: int = HOUR, **extra) -> dict:
+    """A valid record of ``sid`` saved ``age_ms`` ago (an hour: a lock-less
+    one reads interrupted), with ``extra`` fields set."""
+    from opendev_snapshot.core.records import new_record, now_ms
+
+    record = new_record(sid, project)
+    record["snapshot_timestamp_ms"] = now_ms() - age_ms
+    record.update(extra)
+    return record
+
+
+def listed_ids(result) -> list:
+    """The session ids of a store's ``ListResult``, in its order."""
+    return [s["session_id"] for s in result.sessions]
+
 IN_OPEN = 0x20
 IN_CLOSE = 0x08 | 0x10
 

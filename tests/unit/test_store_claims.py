@@ -9,23 +9,17 @@ import time
 
 import pytest
 
-from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_record
+from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore
 from opendev_snapshot.core.errors import SessionRunning
 from opendev_snapshot.core.holder import describe_holder, parse_holder
 from opendev_snapshot.core.records import now_ms
 
 from storeproc import Peer
 
-HOUR = 3_600_000
-SNAP = "_session_snapshot.json"
-LOCK = "_session_snapshot.lock"
+from helpers import LOCK, SNAP, aged_record
 
 
-def rec(sid: str, *, age_ms: int = HOUR, **extra) -> dict:
-    record = new_record(sid, "/proj")
-    record["snapshot_timestamp_ms"] = now_ms() - age_ms
-    record.update(extra)
-    return record
+rec = aged_record
 
 
 @pytest.fixture

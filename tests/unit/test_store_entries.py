@@ -16,6 +16,7 @@ from the persistent index.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -25,26 +26,16 @@ import textwrap
 
 import pytest
 
-from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_record
+from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore
 from opendev_snapshot.core import liveness
-from opendev_snapshot.core.store import now_ms
 
-from helpers import OpenSpy
-
-HOUR = 3_600_000
-SNAP = "_session_snapshot.json"
-LOCK = "_session_snapshot.lock"
+from helpers import HOUR, LOCK, SNAP, aged_record, listed_ids, OpenSpy
 
 
-def rec(sid: str, *, age_ms: int = HOUR, **extra) -> dict:
-    record = new_record(sid, "/home/u/proj")
-    record["snapshot_timestamp_ms"] = now_ms() - age_ms
-    record.update(extra)
-    return record
+rec = functools.partial(aged_record, project="/home/u/proj")
 
 
-def ids(result) -> list:
-    return [s["session_id"] for s in result.sessions]
+ids = listed_ids
 
 
 STORES = ["fresh", "watching", "from-index"]

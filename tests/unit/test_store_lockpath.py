@@ -22,25 +22,19 @@ import stat
 
 import pytest
 
-from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_record
+from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore
 from opendev_snapshot.core.errors import SessionRunning, StorageError
-from opendev_snapshot.core.records import now_ms
 from opendev_snapshot.core.serial import UPDATE_LOCK_NAME
 
-from helpers import OpenSpy
+from helpers import LOCK, aged_record, OpenSpy
 
-HOUR = 3_600_000
-SNAP = "_session_snapshot.json"
-LOCK = "_session_snapshot.lock"
+
 KINDS = ["fifo", "link", "directory"]
 WORD = {"fifo": "FIFO", "link": "symbolic link", "directory": "directory"}
 TARGET_TEXT = '{"pid": 1, "kind": "opendev"}\n'
 
 
-def rec(sid: str, *, age_ms: int = HOUR) -> dict:
-    record = new_record(sid, "/proj")
-    record["snapshot_timestamp_ms"] = now_ms() - age_ms
-    return record
+rec = aged_record
 
 
 @contextlib.contextmanager

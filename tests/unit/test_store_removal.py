@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_record
+from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore
 from opendev_snapshot.core.errors import (
     AmbiguousId,
     InvalidSnapshot,
@@ -24,16 +24,10 @@ from opendev_snapshot.core.trash import TRASH_NAME
 
 from storeproc import Peer, PeerError
 
-HOUR = 3_600_000
-SNAP = "_session_snapshot.json"
-LOCK = "_session_snapshot.lock"
+from helpers import HOUR, LOCK, SNAP, aged_record
 
 
-def rec(sid: str, *, age_ms: int = HOUR, **extra) -> dict:
-    record = new_record(sid, "/proj")
-    record["snapshot_timestamp_ms"] = now_ms() - age_ms
-    record.update(extra)
-    return record
+rec = aged_record
 
 
 def visible(directory) -> list:

@@ -12,6 +12,7 @@ probes (ours, another store's) never wake anyone into doing anything.
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import shutil
@@ -21,7 +22,7 @@ import textwrap
 
 import pytest
 
-from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore, new_record
+from opendev_snapshot.core import INTERRUPTED, RUNNING, SnapshotStore
 from opendev_snapshot.core import cache as cache_module
 from opendev_snapshot.core import catalog as catalog_module
 from opendev_snapshot.core import codec as codec_module
@@ -29,20 +30,13 @@ from opendev_snapshot.core import dirscan as dirscan_module
 from opendev_snapshot.core.store import now_ms
 from opendev_snapshot.core.watch import DirWatcher
 
-HOUR = 3_600_000
-LOCK = "_session_snapshot.lock"
-SNAP = "_session_snapshot.json"
+from helpers import HOUR, LOCK, SNAP, aged_record, listed_ids
 
 
-def rec(sid: str, *, age_ms: int = HOUR, **extra) -> dict:
-    record = new_record(sid, "/home/u/proj")
-    record["snapshot_timestamp_ms"] = now_ms() - age_ms
-    record.update(extra)
-    return record
+rec = functools.partial(aged_record, project="/home/u/proj")
 
 
-def ids(result) -> list:
-    return [s["session_id"] for s in result.sessions]
+ids = listed_ids
 
 
 def save_elsewhere(directory, sid: str, **extra) -> None:
